@@ -1,0 +1,259 @@
+"""Fast PyTorch selective scan (the CPU default): all routes at once, chunked over scan steps.
+
+Per chunk of steps the inputs are gathered into route order (batch, K, c, dim[, N]), the decays
+exp(dt * A) and inputs dt * u * B are built vectorised, and the linear recurrence runs as one fused
+``addcmul`` per step. Only the state at each chunk start is kept for the backward (fp32, or fp64 for
+float64 inputs); the backward recomputes each chunk from its start state and runs the reverse
+recurrence, so no (batch, L, dim, N) tensor exists for the whole sequence when N > 1.
+
+Semantics: see :mod:`vssm.kernels.reference`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .reference import compute_dtype
+
+# Elements of one (batch, K, chunk, dim, N) work tensor; bounds memory per chunk.
+_CHUNK_ELEMENTS = 1 << 22
+
+
+@dataclass
+class ScanProblem:
+    """Inputs of one call, with the route tables resolved to int64 and the sizes spelled out."""
+
+    u: torch.Tensor
+    delta: torch.Tensor
+    A: torch.Tensor
+    B: torch.Tensor
+    C: torch.Tensor
+    D: Optional[torch.Tensor]
+    delta_bias: Optional[torch.Tensor]
+    index: torch.Tensor  # (K, T) int64, u/z/output token
+    param_index: torch.Tensor  # (K, T) int64, delta/B/C token
+    groups: torch.Tensor  # (K,) int64, u/z slot per route
+    delta_softplus: bool
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return compute_dtype(self.u.dtype)
+
+    @property
+    def sizes(self) -> Tuple[int, int, int, int, int, int]:
+        batch, length, _, dim = self.u.shape
+        K, T = self.index.shape
+        return batch, length, K, dim, self.A.shape[2], T
+
+    def chunk_bounds(self) -> List[Tuple[int, int]]:
+        batch, _, K, dim, N, T = self.sizes
+        chunk = max(1, min(T, _CHUNK_ELEMENTS // max(1, batch * K * dim * N)))
+        return [(t0, min(T, t0 + chunk)) for t0 in range(0, T, chunk)]
+
+
+@dataclass
+class Chunk:
+    """Route-ordered inputs of steps [t0, t1): tensors are (batch, K, c, ...)."""
+
+    valid: torch.Tensor  # (K, c) bool
+    p: torch.Tensor  # (K, c) int64, clamped token index for u/z/y
+    q: torch.Tensor  # (K, c) int64, clamped token index for delta/B/C
+    u: torch.Tensor  # (b, K, c, d)
+    s: torch.Tensor  # (b, K, c, d) delta + bias (pre-softplus)
+    dt: torch.Tensor  # (b, K, c, d) softplus(s), zero at padding steps
+    B: torch.Tensor  # (b, K, c, N)
+    C: torch.Tensor  # (b, K, c, N)
+    decay: torch.Tensor  # (b, K, c, d, N) exp(dt * A)
+
+
+def _gather_chunk(prob: ScanProblem, t0: int, t1: int) -> Chunk:
+    dtype = prob.dtype
+    idx, pidx = prob.index[:, t0:t1], prob.param_index[:, t0:t1]
+    valid = (idx >= 0) & (pidx >= 0)
+    p, q = idx.clamp(min=0), pidx.clamp(min=0)
+    routes = torch.arange(idx.shape[0], device=idx.device)[:, None]
+    u = prob.u[:, p, prob.groups[:, None]].to(dtype)
+    s = prob.delta[:, q, routes].to(dtype)
+    if prob.delta_bias is not None:
+        s = s + prob.delta_bias.to(dtype)[None, :, None, :]
+    dt = F.softplus(s, threshold=20.0) if prob.delta_softplus else s
+    dt = dt * valid[None, :, :, None].to(dtype)  # masked after the transform: padding is identity
+    B = prob.B[:, q, routes].to(dtype)
+    C = prob.C[:, q, routes].to(dtype)
+    decay = torch.exp(dt[..., None] * prob.A.to(dtype)[None, :, None])
+    return Chunk(valid, p, q, u, s, dt, B, C, decay)
+
+
+def _run_recurrence(decay: torch.Tensor, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    """h_t = decay_t * h_{t-1} + x_t along axis 2, h_{-1} = h0; returns all h (same shape as x)."""
+    h = torch.empty_like(x)
+    prev = h0
+    for t in range(x.shape[2]):
+        prev = torch.addcmul(x[:, :, t], decay[:, :, t], prev, out=h[:, :, t])
+    return h
+
+
+def _scatter_add(target: torch.Tensor, slots: int, token: torch.Tensor, slot: torch.Tensor, values: torch.Tensor) -> None:
+    """target (b, L*slots, ...) += values (b, K, c, ...) at rows token * slots + slot."""
+    rows = (token * slots + slot).reshape(-1)
+    target.index_add_(1, rows, values.reshape(values.shape[0], -1, *values.shape[3:]))
+
+
+def scan_forward(
+    prob: ScanProblem, with_hidden: bool
+) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+    """Returns per-route y (b, L, K, d) (before gating), hidden (b, L, K, d, N) or None, and the
+    chunk-start states (n_chunks, b, K, d, N) used by :func:`scan_backward`."""
+    batch, length, K, dim, N, _ = prob.sizes
+    dtype = prob.dtype
+    routes = torch.arange(K, device=prob.u.device)[:, None]
+    y = prob.u.new_zeros(batch, length * K, dim, dtype=dtype)
+    hidden = prob.u.new_zeros(batch, length * K, dim, N, dtype=dtype) if with_hidden else None
+    bounds = prob.chunk_bounds()
+    starts = prob.u.new_empty(len(bounds), batch, K, dim, N, dtype=dtype)
+    h0 = prob.u.new_zeros(batch, K, dim, N, dtype=dtype)
+    for i, (t0, t1) in enumerate(bounds):
+        starts[i] = h0
+        ch = _gather_chunk(prob, t0, t1)
+        x = (ch.dt * ch.u)[..., None] * ch.B[:, :, :, None, :]
+        h = _run_recurrence(ch.decay, x, h0)
+        h0 = h[:, :, -1]
+        y_c = torch.einsum("bktdn,bktn->bktd", h, ch.C)
+        if prob.D is not None:
+            y_c = y_c + prob.D.to(dtype)[None, :, None, :] * ch.u
+        mask = ch.valid[None, :, :, None].to(dtype)
+        _scatter_add(y, K, ch.p, routes, y_c * mask)
+        if hidden is not None:
+            _scatter_add(hidden, K, ch.p, routes, h * mask[..., None])
+    y = y.view(batch, length, K, dim)
+    if hidden is not None:
+        hidden = hidden.view(batch, length, K, dim, N)
+    return y, hidden, starts
+
+
+@dataclass
+class ScanGrads:
+    u: torch.Tensor
+    delta: torch.Tensor
+    A: torch.Tensor
+    B: torch.Tensor
+    C: torch.Tensor
+    D: Optional[torch.Tensor]
+    delta_bias: Optional[torch.Tensor]
+
+
+def scan_backward(
+    prob: ScanProblem, starts: torch.Tensor, dy: torch.Tensor, dhidden: Optional[torch.Tensor]
+) -> ScanGrads:
+    """Gradients of the per-route outputs. dy: (b, L, K, d) gradient of the pre-gating per-route y;
+    dhidden: (b, L, K, d, N) or None. Gradients come back in the compute dtype."""
+    batch, length, K, dim, N, _ = prob.sizes
+    dtype = prob.dtype
+    u_slots = prob.u.shape[2]
+    routes = torch.arange(K, device=prob.u.device)[:, None]
+    A = prob.A.to(dtype)
+    du = prob.u.new_zeros(batch, length * u_slots, dim, dtype=dtype)
+    ddelta = prob.u.new_zeros(batch, length * K, dim, dtype=dtype)
+    dB = prob.u.new_zeros(batch, length * K, N, dtype=dtype)
+    dC = prob.u.new_zeros(batch, length * K, N, dtype=dtype)
+    dA = torch.zeros_like(A)
+    dD = torch.zeros(K, dim, dtype=dtype, device=A.device) if prob.D is not None else None
+    dbias = torch.zeros(K, dim, dtype=dtype, device=A.device) if prob.delta_bias is not None else None
+    # carry = decay_{t1} * g_{t1}: what the first step of the later chunk passes back.
+    carry = prob.u.new_zeros(batch, K, dim, N, dtype=dtype)
+    bounds = prob.chunk_bounds()
+    for i in range(len(bounds) - 1, -1, -1):
+        t0, t1 = bounds[i]
+        ch = _gather_chunk(prob, t0, t1)
+        mask = ch.valid[None, :, :, None].to(dtype)
+        x = (ch.dt * ch.u)[..., None] * ch.B[:, :, :, None, :]
+        h = _run_recurrence(ch.decay, x, starts[i])
+        h_prev = torch.cat([starts[i][:, :, None], h[:, :, :-1]], dim=2)
+        dy_c = dy[:, ch.p, routes].to(dtype) * mask  # (b, K, c, d)
+        if prob.D is not None:
+            dD += (dy_c * ch.u).sum((0, 2))
+        dC_c = torch.einsum("bktdn,bktd->bktn", h, dy_c)
+        local = dy_c[..., None] * ch.C[:, :, :, None, :]
+        if dhidden is not None:
+            local = local + dhidden[:, ch.p, routes].to(dtype) * mask[..., None]
+        # Reverse recurrence g_t = local_t + decay_{t+1} g_{t+1}, run as a forward one on flipped time.
+        shifted = torch.cat([ch.decay[:, :, 1:], ch.decay.new_ones(ch.decay[:, :, :1].shape)], dim=2)
+        local[:, :, -1] += carry
+        g = _run_recurrence(shifted.flip(2), local.flip(2), torch.zeros_like(carry)).flip(2)
+        carry = ch.decay[:, :, 0] * g[:, :, 0]
+        g_decay = g * h_prev * ch.decay  # d(loss)/d(dt * A)
+        dA += torch.einsum("bktdn,bktd->kdn", g_decay, ch.dt)
+        gB = torch.einsum("bktdn,bktn->bktd", g, ch.B)
+        ddt = (g_decay * A[None, :, None]).sum(-1) + gB * ch.u
+        du_c = gB * ch.dt
+        if prob.D is not None:
+            du_c = du_c + prob.D.to(dtype)[None, :, None, :] * dy_c
+        dB_c = torch.einsum("bktdn,bktd->bktn", g, ch.dt * ch.u)
+        ds = ddt * torch.sigmoid(ch.s).masked_fill(ch.s > 20.0, 1.0) if prob.delta_softplus else ddt
+        ds = ds * mask
+        if dbias is not None:
+            dbias += ds.sum((0, 2))
+        _scatter_add(du, u_slots, ch.p, prob.groups[:, None], du_c * mask)
+        _scatter_add(ddelta, K, ch.q, routes, ds)
+        _scatter_add(dB, K, ch.q, routes, dB_c * mask)
+        _scatter_add(dC, K, ch.q, routes, dC_c * mask)
+    return ScanGrads(
+        u=du.view(batch, length, u_slots, dim),
+        delta=ddelta.view(batch, length, K, dim),
+        A=dA,
+        B=dB.view(batch, length, K, N),
+        C=dC.view(batch, length, K, N),
+        D=dD,
+        delta_bias=dbias,
+    )
+
+
+def silu_grad(z: torch.Tensor) -> torch.Tensor:
+    """d silu(z) / dz."""
+    sig = torch.sigmoid(z)
+    return sig * (1 + z * (1 - sig))
+
+
+def forward(
+    prob: ScanProblem, z: Optional[torch.Tensor], merge: str, out_dtype: torch.dtype, return_hidden: bool
+) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
+    """Full operator: scan, gate, merge. Returns (out, hidden, chunk-start states, pre-gate y or None)."""
+    y, hidden, starts = scan_forward(prob, return_hidden)
+    y_pre = None
+    if z is not None:
+        y_pre = y
+        y = y * F.silu(z[:, :, prob.groups].to(prob.dtype))
+    if merge == "sum":
+        y = y.sum(2)
+    elif merge == "mean":
+        y = y.mean(2)
+    return y.to(out_dtype), hidden, starts, y_pre
+
+
+def backward(
+    prob: ScanProblem,
+    z: Optional[torch.Tensor],
+    merge: str,
+    starts: torch.Tensor,
+    y_pre: Optional[torch.Tensor],
+    dout: torch.Tensor,
+    dhidden: Optional[torch.Tensor],
+) -> Tuple[ScanGrads, Optional[torch.Tensor]]:
+    """Gradients of :func:`forward`; returns the scan gradients and dz (or None)."""
+    batch, length, K, dim, _, _ = prob.sizes
+    dtype = prob.dtype
+    dout = dout.to(dtype)
+    if merge == "none":
+        dy = dout
+    else:
+        dy = dout[:, :, None].expand(batch, length, K, dim) / (K if merge == "mean" else 1)
+    dz = None
+    if z is not None:
+        z_k = z[:, :, prob.groups].to(dtype)
+        dz_k = dy * y_pre * silu_grad(z_k)
+        dz = torch.zeros(z.shape, dtype=dtype, device=z.device).index_add_(2, prob.groups, dz_k)
+        dy = dy * F.silu(z_k)
+    return scan_backward(prob, starts, dy, dhidden), dz

@@ -1,0 +1,132 @@
+"""Scan strategies: a grid size (H, W) -> route tables (:class:`~vssm.kernels.Routes`) plus a merge.
+
+A strategy is pure index arithmetic, cached per (H, W, device). Learnable parts a paper defines
+(direction embeddings, route attention, fusion convolutions) are built by :meth:`make_module` and owned
+by the mixer, which passes them back to :meth:`forward`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+from ..kernels import Routes, selective_scan
+
+# project(u) -> (delta (b, L', K, d), B (b, L', K, N), C (b, L', K, N)): the mixer's per-token projections.
+Projector = Callable[[torch.Tensor], Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class ScanParams:
+    """The mixer's route-stacked SSM parameters: A (K, d, N) float32 (negative), D and delta_bias (K, d)."""
+
+    A: torch.Tensor
+    D: Optional[torch.Tensor] = None
+    delta_bias: Optional[torch.Tensor] = None
+
+
+class ScanStrategy(ABC):
+    """Base class. Subclasses set ``name`` (by registering), ``merge`` and implement :meth:`build_routes`."""
+
+    name: str = ""
+    merge: str = "sum"
+
+    def __init__(self) -> None:
+        self._cache: Dict[Tuple[int, int, str], Routes] = {}
+
+    @property
+    @abstractmethod
+    def num_routes(self) -> int:
+        """K: routes, and so parameter sets in families with per-route parameters."""
+
+    @abstractmethod
+    def build_routes(self, H: int, W: int) -> Routes:
+        """Route tables for an H x W grid, on the CPU."""
+
+    def routes(self, H: int, W: int, device: Optional[torch.device] = None) -> Routes:
+        """Cached :meth:`build_routes` on ``device``: the second call for a size allocates nothing."""
+        if H < 1 or W < 1:
+            raise ValueError(f"H, W: got {H} x {W}, expected a grid of at least 1 x 1")
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        key = (H, W, str(device))
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = _to_device(self.build_routes(H, W), device)
+            self._cache[key] = cached
+        return cached
+
+    def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
+        """Learnable parts the paper defines for this scan (owned by the mixer); None if there are none."""
+        return None
+
+    def forward(
+        self,
+        u: torch.Tensor,
+        project: Projector,
+        params: ScanParams,
+        H: int,
+        W: int,
+        *,
+        z: Optional[torch.Tensor] = None,
+        module: Optional[nn.Module] = None,
+        delta_softplus: bool = True,
+        out_dtype: Optional[torch.dtype] = None,
+    ) -> torch.Tensor:
+        """Scan the raster tokens u (b, H*W, Ku, d) along this strategy's routes; returns (b, H*W, d).
+
+        Subclasses that are more than a set of routes (multi-scale, state fusion, route attention)
+        override this and keep the same signature.
+        """
+        delta, B, C = project(u)
+        return selective_scan(
+            u, delta, params.A, B, C, params.D, params.delta_bias, z,
+            routes=self.routes(H, W, u.device), delta_softplus=delta_softplus, merge=self.merge,
+            out_dtype=out_dtype,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, K={self.num_routes})"
+
+
+def _to_device(routes: Routes, device: torch.device) -> Routes:
+    move = lambda t: None if t is None else t.to(device)  # noqa: E731
+    return Routes(
+        index=move(routes.index), param_index=move(routes.param_index), u_group=move(routes.u_group),
+        direction=move(routes.direction), merge=routes.merge,
+    )
+
+
+def raster_grid(H: int, W: int) -> torch.Tensor:
+    """(H, W) int32 grid of raster token indices h * W + w."""
+    return torch.arange(H * W, dtype=torch.int32).view(H, W)
+
+
+# Direction ids of the move that arrived at a step (PlainMamba's direction-aware B table rows).
+START, RIGHT, LEFT, UP, DOWN = 0, 1, 2, 3, 4
+
+
+def step_directions(index: torch.Tensor, W: int) -> torch.Tensor:
+    """int64 (K, T) direction id of the move into each step of ``index`` (K, T) on a grid of width W.
+
+    The first visited step of a route is START; padding steps (-1) get -1; a move that is not a single
+    4-neighbour step (e.g. a jump between windows) counts as START, since no direction arrived at it.
+    """
+    K, T = index.shape
+    directions = torch.full((K, T), -1, dtype=torch.long)
+    for k in range(K):
+        steps = torch.nonzero(index[k] >= 0).flatten()
+        if steps.numel() == 0:
+            continue
+        tokens = index[k, steps].long()
+        h, w = tokens // W, tokens % W
+        dh, dw = h[1:] - h[:-1], w[1:] - w[:-1]
+        moves = torch.full_like(dh, START)
+        moves[(dh == 0) & (dw == 1)] = RIGHT
+        moves[(dh == 0) & (dw == -1)] = LEFT
+        moves[(dh == -1) & (dw == 0)] = UP
+        moves[(dh == 1) & (dw == 0)] = DOWN
+        directions[k, steps] = torch.cat([moves.new_full((1,), START), moves])
+    return directions

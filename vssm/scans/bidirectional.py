@@ -1,0 +1,25 @@
+"""Vim bidirectional scan: the raster sequence and its reverse; merge = mean.
+
+Works on any 1-D sequence: ``routes(1, L)``. Placing a class token (Vim puts it in the middle) is the
+model's job.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..kernels import Routes
+from .base import ScanStrategy
+from .registry import register_scan
+
+
+@register_scan("bidirectional")
+class BidirectionalScan(ScanStrategy):
+    merge = "mean"
+
+    @property
+    def num_routes(self) -> int:
+        return 2
+
+    def build_routes(self, H: int, W: int) -> Routes:
+        order = torch.arange(H * W, dtype=torch.int32)
+        return Routes(index=torch.stack([order, order.flip(0)]), merge=self.merge)
