@@ -31,7 +31,7 @@ test: $(INSTALLED)
 	$(PY) -m pytest
 
 demo: $(INSTALLED)
-	$(PY) tools/demo.py
+	$(PY) tools/scan_demo.py
 
 clean:
 	rm -rf $(VENV)
