@@ -1,0 +1,48 @@
+"""Evaluate a checkpoint with an OpenMMLab config (mmdet or mmseg: the config's default_scope decides).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options k=v ...] [--launcher {none,pytorch}]
+
+Prints the metrics (bbox/segm mAP or mIoU) and writes them to the work dir log.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+from typing import Dict, List, Optional
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Test an mmdet / mmseg model with a vssm backbone")
+    parser.add_argument("config", help="config file path")
+    parser.add_argument("checkpoint", help="checkpoint file (a .pth written by tools/train.py)")
+    parser.add_argument("--work-dir", help="where the test log goes (default: work_dirs/<config name>)")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys, e.g. a.b=1")
+    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="job launcher")
+    parser.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
+    """Run the test loop and return its metrics."""
+    args = parse_args(argv)
+    if not osp.isfile(args.checkpoint):
+        raise ValueError(f"checkpoint: file {args.checkpoint!r} not found, expected a .pth from tools/train.py")
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join(
+        "work_dirs", osp.splitext(osp.basename(args.config))[0]
+    )
+    cfg.load_from, cfg.resume = args.checkpoint, False
+    return Runner.from_cfg(cfg).test()
+
+
+if __name__ == "__main__":
+    main()

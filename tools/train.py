@@ -1,0 +1,66 @@
+"""Train a detector or segmenter from an OpenMMLab config (mmdet or mmseg: the config's default_scope decides).
+
+    python tools/train.py CONFIG [--work-dir DIR] [--amp] [--resume [CKPT]] [--cfg-options k=v ...]
+                                 [--launcher {none,pytorch}]
+
+Runs on CPU when no GPU is present; `tools/dist_train.sh CONFIG NGPUS` starts one process per GPU with torchrun.
+Logs (with ETA), checkpoints and the resolved config go to the work dir (default ``work_dirs/<config name>``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+from typing import List, Optional
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train an mmdet / mmseg model with a vssm backbone")
+    parser.add_argument("config", help="config file path")
+    parser.add_argument("--work-dir", help="where logs and checkpoints go (default: work_dirs/<config name>)")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (AmpOptimWrapper, dynamic loss scale)")
+    parser.add_argument(
+        "--resume", nargs="?", type=str, const="auto",
+        help="resume from CKPT, or from the latest checkpoint in the work dir when no path is given",
+    )
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys, e.g. a.b=1")
+    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="job launcher")
+    parser.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """The config with the command-line choices applied."""
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join(
+        "work_dirs", osp.splitext(osp.basename(args.config))[0]
+    )
+    if args.amp:
+        if cfg.optim_wrapper.get("type", "OptimWrapper") not in ("OptimWrapper", "AmpOptimWrapper"):
+            raise ValueError(
+                f"--amp: optim_wrapper.type is {cfg.optim_wrapper.type!r}, expected OptimWrapper or AmpOptimWrapper"
+            )
+        cfg.optim_wrapper.type = "AmpOptimWrapper"
+        cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
+    if args.resume == "auto":
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    return cfg
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    cfg = build_config(parse_args(argv))
+    Runner.from_cfg(cfg).train()
+
+
+if __name__ == "__main__":
+    main()
