@@ -1,0 +1,151 @@
+"""Model-level throughput and memory on the GPU: vssm backbones and timm peers in ONE run.
+
+    python benchmarks/model_bench.py --out DIR [--models ...] [--sizes 224 384 512 768 1024] [--quick]
+
+1. Inference img/s (batch 128, 224x224, bf16 autocast, channels-first input) and training-step img/s
+   (forward + backward + AdamW, bf16 autocast) for every model in --models.
+2. Resolution sweep (img/s and peak memory) for the pairs vim_tiny/deit_tiny and
+   vmamba_tiny/convnext_tiny/swin_tiny, batch chosen per size (128 at 224, shrinking with the pixel count,
+   8 at 1024).
+Writes DIR/model_bench.json, DIR/model_bench.md (tables) and DIR/resolution_sweep.png.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+from typing import Dict, List
+
+import torch
+
+import vssm  # noqa: F401  (registers vssm models)
+from vssm.utils.throughput import measure_inference, measure_training
+
+MODELS = [
+    "vmamba_tiny", "vmamba_small", "vmamba_base", "vim_tiny", "vim_small", "plainmamba_l1", "plainmamba_l2",
+    "convnext_tiny", "swin_tiny_patch4_window7_224", "deit_tiny_patch16_224", "deit_small_patch16_224", "resnet50",
+]
+SWEEP = ["vim_tiny", "deit_tiny_patch16_224", "vmamba_tiny", "convnext_tiny", "swin_tiny_patch4_window7_224"]
+
+
+def sweep_batch(size: int) -> int:
+    """128 images at 224, fewer as pixels grow, 8 at 1024 (deit_tiny's published point)."""
+    return 8 if size >= 1024 else max(8, int(128 * (224 / size) ** 2) // 8 * 8)
+
+
+def build(name: str, size: int) -> torch.nn.Module:
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    kwargs = {}
+    if cfg is not None and cfg.fixed_input_size:
+        kwargs["img_size"] = size
+        if name.startswith("swin"):
+            kwargs["window_size"] = 7 if size % 32 == 0 and (size // 32) % 7 == 0 else size // 32
+    return timm.create_model(name, **kwargs)
+
+
+def run_main_table(models: List[str], device: torch.device, quick: bool) -> List[Dict]:
+    rows = []
+    for name in models:
+        row = dict(model=name)
+        try:
+            model = build(name, 224)
+            row["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
+            inf = measure_inference(model, 128, 224, device, iters=10 if quick else 30)
+            trn = measure_training(model, 128, 224, device, iters=5 if quick else 20)
+            row.update(inference=inf.images_per_s, inference_mem_gb=inf.peak_memory_gb,
+                       training=trn.images_per_s, training_mem_gb=trn.peak_memory_gb)
+        except Exception as err:  # a model that fails is reported, the run goes on
+            row["error"] = f"{type(err).__name__}: {err}"[:300]
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        torch.cuda.empty_cache()
+    return rows
+
+
+def run_sweep(models: List[str], sizes: List[int], device: torch.device, quick: bool) -> List[Dict]:
+    rows = []
+    for name in models:
+        for size in sizes:
+            batch = sweep_batch(size)
+            row = dict(model=name, size=size, batch=batch)
+            try:
+                inf = measure_inference(build(name, size), batch, size, device, warmup=3, iters=5 if quick else 10)
+                row.update(inference=inf.images_per_s, peak_memory_gb=inf.peak_memory_gb)
+            except Exception as err:
+                row["error"] = f"{type(err).__name__}: {err}"[:300]
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+            torch.cuda.empty_cache()
+    return rows
+
+
+def markdown(meta: Dict, main: List[Dict], sweep: List[Dict]) -> str:
+    lines = [f"{meta['device']}, {meta['date']}, torch {meta['torch']}, triton {meta['triton']}", "",
+             "| model | params (M) | inference img/s | training img/s | train peak mem (GB) |", "|---|---|---|---|---|"]
+    for r in main:
+        if "error" in r:
+            lines.append(f"| {r['model']} | | error: {r['error'][:80]} | | |")
+        else:
+            lines.append(f"| {r['model']} | {r['params_m']:.1f} | {r['inference']:.0f} | {r['training']:.0f} | {r['training_mem_gb']:.1f} |")
+    lines += ["", "| model | size | batch | inference img/s | peak memory (GB) |", "|---|---|---|---|---|"]
+    for r in sweep:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['size']} | {r['batch']} | error: {r['error'][:80]} | |")
+        else:
+            lines.append(f"| {r['model']} | {r['size']} | {r['batch']} | {r['inference']:.0f} | {r['peak_memory_gb']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(sweep: List[Dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_speed, ax_mem) = plt.subplots(1, 2, figsize=(10, 4))
+    for name in dict.fromkeys(r["model"] for r in sweep):
+        ok = [r for r in sweep if r["model"] == name and "error" not in r]
+        ax_speed.plot([r["size"] for r in ok], [r["inference"] for r in ok], marker="o", label=name)
+        ax_mem.plot([r["size"] for r in ok], [r["peak_memory_gb"] for r in ok], marker="o", label=name)
+    ax_speed.set(xlabel="input size", ylabel="inference img/s", yscale="log")
+    ax_mem.set(xlabel="input size", ylabel="peak memory (GB)", yscale="log")
+    ax_speed.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--sweep-models", nargs="+", default=SWEEP)
+    parser.add_argument("--sizes", nargs="+", type=int, default=[224, 384, 512, 768, 1024])
+    parser.add_argument("--quick", action="store_true", help="fewer timed iterations")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("model_bench.py measures GPU throughput: no CUDA device found")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    device = torch.device("cuda")
+    import triton
+
+    meta = dict(device=torch.cuda.get_device_name(), date=datetime.date.today().isoformat(), torch=torch.__version__,
+                triton=triton.__version__, python=platform.python_version())
+    main_rows = run_main_table(args.models, device, args.quick)
+    sweep_rows = run_sweep(args.sweep_models, args.sizes, device, args.quick)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "model_bench.json"), "w") as f:
+        json.dump(dict(meta=meta, main=main_rows, sweep=sweep_rows), f, indent=1)
+    table = markdown(meta, main_rows, sweep_rows)
+    with open(os.path.join(args.out, "model_bench.md"), "w") as f:
+        f.write(table)
+    plot(sweep_rows, os.path.join(args.out, "resolution_sweep.png"))
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

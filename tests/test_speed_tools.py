@@ -1,0 +1,42 @@
+"""tools/erf.py and the throughput helpers behind tools/benchmark.py, on tiny CPU models."""
+import importlib.util
+import pathlib
+
+import timm
+import torch
+
+from vssm.utils.throughput import measure_inference, measure_training
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_erf_is_centred_for_a_convnet():
+    erf_tool = load_tool("erf")
+    model = timm.create_model("resnet18", features_only=True).eval()
+    erf = erf_tool.effective_receptive_field(model, erf_tool.photo_crops(2, 64))
+    assert erf.shape == (64, 64)
+    peak = torch.nonzero(erf == erf.max())[0]
+    assert all(16 <= int(c) < 48 for c in peak)  # the centre feature depends most on central pixels
+    assert erf[:4, :4].sum() < erf[28:36, 28:36].sum()
+
+
+def test_erf_tool_writes_figure(tmp_path):
+    out = tmp_path / "erf.png"
+    load_tool("erf").main(["resnet18", "--out", str(out), "--images", "1", "--size", "32"])
+    assert out.stat().st_size > 1000
+
+
+def test_throughput_helpers_on_cpu():
+    model = timm.create_model("resnet18", num_classes=10)
+    device = torch.device("cpu")
+    inference = measure_inference(model, 2, 32, device, warmup=1, iters=2)
+    training = measure_training(model, 2, 32, device, warmup=1, iters=2)
+    assert inference.images_per_s > 0 and training.images_per_s > 0
+    assert inference.batch == 2 and training.size == 32
