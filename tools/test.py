@@ -14,6 +14,8 @@ from typing import Dict, List, Optional
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from vssm.mm.checkpoint_io import mmengine_checkpoint_globals
+
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Test an mmdet / mmseg model with a vssm backbone")
@@ -41,7 +43,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
         "work_dirs", osp.splitext(osp.basename(args.config))[0]
     )
     cfg.load_from, cfg.resume = args.checkpoint, False
-    return Runner.from_cfg(cfg).test()
+    runner = Runner.from_cfg(cfg)
+    with mmengine_checkpoint_globals():
+        return runner.test()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from typing import List, Optional
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from vssm.mm.checkpoint_io import mmengine_checkpoint_globals
+
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train an mmdet / mmseg model with a vssm backbone")
@@ -59,7 +61,9 @@ def build_config(args: argparse.Namespace) -> Config:
 
 def main(argv: Optional[List[str]] = None) -> None:
     cfg = build_config(parse_args(argv))
-    Runner.from_cfg(cfg).train()
+    runner = Runner.from_cfg(cfg)
+    with mmengine_checkpoint_globals():
+        runner.train()
 
 
 if __name__ == "__main__":
