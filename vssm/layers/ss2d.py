@@ -1,0 +1,90 @@
+"""SS2D: VMamba's 2-D selective-scan mixer, generic over the scan strategy.
+
+in_proj -> depthwise conv -> SiLU -> per-token projections (x_proj, dt_proj; one parameter set per route) in
+raster order -> ``strategy.forward`` (the kernel gathers routes itself) -> out_norm -> (gated: * silu(z))
+-> out_proj. Parameters are stacked per route under VMamba's names (x_proj_weight (K, R+2N, D),
+dt_projs_weight (K, D, R), dt_projs_bias (K, D), A_logs (K*D, N), Ds (K*D)), in the strategy's route order.
+Layout: channel-last (B, H, W, C) in and out; one permute to channel-first and back around the depthwise
+conv, none around the scan (the kernel reads channel-last rows).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..scans import ScanParams, ScanStrategy, get_scan
+from .ssm_init import init_A_log, init_dt_bias, init_dt_weight, init_linear_weight
+
+
+class SS2D(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        d_state: int = 1,
+        ssm_ratio: float = 1.0,
+        dt_rank: Optional[int] = None,
+        d_conv: int = 3,
+        conv_bias: bool = False,
+        gated: bool = False,
+        scan: Union[str, ScanStrategy] = "cross",
+        scan_kwargs: Optional[dict] = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.d_inner = d_inner = int(ssm_ratio * dim)
+        self.d_state = d_state
+        self.dt_rank = dt_rank or math.ceil(dim / 16)
+        self.gated = gated
+        self.scan = get_scan(scan, **(scan_kwargs or {}))
+        K = self.scan.num_routes
+        self.in_proj = nn.Linear(dim, d_inner * (2 if gated else 1), bias=False)
+        self.conv2d = nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner, bias=conv_bias)
+        self.act = nn.SiLU()
+        self.x_proj_weight = nn.Parameter(init_linear_weight((K, self.dt_rank + 2 * d_state, d_inner), d_inner))
+        self.dt_projs_weight = nn.Parameter(init_dt_weight((K, d_inner, self.dt_rank), self.dt_rank))
+        self.dt_projs_bias = nn.Parameter(init_dt_bias(K * d_inner).view(K, d_inner))
+        self.A_logs = nn.Parameter(init_A_log(K * d_inner, d_state))
+        self.Ds = nn.Parameter(torch.ones(K * d_inner))
+        self.scan_module = self.scan.make_module(d_inner, d_state)
+        self.out_norm = nn.LayerNorm(d_inner)
+        self.out_proj = nn.Linear(d_inner, dim, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def project(self, u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-token projections of u (b, L, Ku, D) for every route: delta (b, L, K, D), B and C (b, L, K, N)."""
+        if u.shape[2] == 1:
+            x_dbl = torch.einsum("bld,kcd->blkc", u[:, :, 0], self.x_proj_weight.to(u.dtype))
+        else:
+            x_dbl = torch.einsum("blkd,kcd->blkc", u, self.x_proj_weight.to(u.dtype))
+        dts, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = torch.einsum("blkr,kdr->blkd", dts, self.dt_projs_weight.to(u.dtype))
+        return delta, B, C
+
+    def scan_params(self) -> ScanParams:
+        K, D = self.dt_projs_bias.shape
+        return ScanParams(
+            A=-torch.exp(self.A_logs.float()).view(K, D, self.d_state),
+            D=self.Ds.float().view(K, D),
+            delta_bias=self.dt_projs_bias.float(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, H, W, C) -> (B, H, W, C)."""
+        B, H, W, _ = x.shape
+        x = self.in_proj(x)
+        if self.gated:
+            x, z = x.chunk(2, dim=-1)
+        x = self.act(self.conv2d(x.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
+        tokens = x.reshape(B, H * W, 1, self.d_inner)
+        # fp32 output (VMamba's "oflex"): half-precision outputs can overflow before out_norm.
+        y = self.scan.forward(
+            tokens, self.project, self.scan_params(), H, W, module=self.scan_module, out_dtype=torch.float32
+        )
+        y = self.out_norm(y).view(B, H, W, self.d_inner).to(x.dtype)
+        if self.gated:
+            y = y * F.silu(z)
+        return self.dropout(self.out_proj(y))

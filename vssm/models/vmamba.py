@@ -1,0 +1,392 @@
+"""VMamba (Liu et al., arXiv 2401.10166): hierarchical 2-D selective-scan backbones.
+
+``vmamba_tiny|small|base`` are the v2 releases T[s1l8], S[s2l15], B[s2l15] (d_state 1, MLP, no z-gate,
+conv stem, conv downsampling); ``vmamba_*_v0`` are the vanilla models (d_state 16, z-gate, no MLP,
+patchify stem, patch merging). Any registered scan strategy replaces the default cross scan with
+``scan=...``; the per-route parameter sets follow ``strategy.num_routes``.
+
+Layout: the stem and downsamplers take/give channel-first maps; blocks run channel-last (B, H, W, C).
+``forward_features`` and every feature map are channel-first (B, C, H, W).
+"""
+from __future__ import annotations
+
+import re
+from functools import partial
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import DropPath
+from timm.models import generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..layers.mlp import Mlp
+from ..layers.norms import LayerNorm2d
+from ..layers.ss2d import SS2D
+from ..scans import ScanStrategy
+from ._loading import StateDict, create_model_from_file_or_cfg, select_state_dict
+
+__all__ = ["VMamba", "checkpoint_filter_fn"]
+
+
+class ConvStem(nn.Module):
+    """v2 stem: conv3x3 s2 (C/2) -> LN -> GELU -> conv3x3 s2 (C) -> LN. (B, 3, H, W) -> (B, C, H/4, W/4)."""
+
+    def __init__(self, in_chans: int, dim: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, dim // 2, 3, stride=2, padding=1)
+        self.norm1 = LayerNorm2d(dim // 2)
+        self.act = nn.GELU()
+        self.conv2 = nn.Conv2d(dim // 2, dim, 3, stride=2, padding=1)
+        self.norm2 = LayerNorm2d(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm2(self.conv2(self.act(self.norm1(self.conv1(x)))))
+
+
+class PatchStem(nn.Module):
+    """v0 stem: conv4x4 s4 -> LN. (B, 3, H, W) -> (B, C, H/4, W/4)."""
+
+    def __init__(self, in_chans: int, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, dim, 4, stride=4)
+        self.norm = LayerNorm2d(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(x))
+
+
+class ConvDownsample(nn.Module):
+    """v2 ("v3") downsampling: conv3x3 s2 -> LN. (B, H, W, C) -> (B, ceil(H/2), ceil(W/2), C_out)."""
+
+    def __init__(self, dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(dim, out_dim, 3, stride=2, padding=1)
+        self.norm = nn.LayerNorm(out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
+
+
+class PatchMerging(nn.Module):
+    """v0 downsampling: 2x2 neighbours concatenated -> LN(4C) -> Linear(4C, C_out). Odd sizes are
+    zero-padded at the bottom/right as in the official model. (B, H, W, C) -> (B, ceil(H/2), ceil(W/2), C_out)."""
+
+    def __init__(self, dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, out_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        H, W = x.shape[1:3]
+        if H % 2 or W % 2:
+            x = F.pad(x, (0, 0, 0, W % 2, 0, H % 2))
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        return self.reduction(self.norm(x))
+
+
+class VSSBlock(nn.Module):
+    """x + DropPath(SS2D(LN(x))) [+ DropPath(MLP(LN(x)))], channel-last (B, H, W, C)."""
+
+    def __init__(self, dim: int, mlp_ratio: float, drop_path: float, **mixer_kwargs: Any) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.op = SS2D(dim, **mixer_kwargs)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        if mlp_ratio > 0:
+            self.norm2 = nn.LayerNorm(dim)
+            self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        else:
+            self.norm2 = self.mlp = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.op(self.norm(x)))
+        if self.mlp is not None:
+            x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x
+
+
+class VMambaStage(nn.Module):
+    """Blocks at one resolution, then (except in the last stage) a downsampler."""
+
+    def __init__(self, blocks: List[VSSBlock], downsample: Optional[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+        self.downsample = downsample if downsample is not None else nn.Identity()
+        self.grad_checkpointing = False
+
+    def run_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = checkpoint(block, x, use_reentrant=False) if self.grad_checkpointing and self.training else block(x)
+        return x
+
+
+class VMamba(nn.Module):
+    """Hierarchical VMamba backbone with a classification head.
+
+    Args: depths per stage; dims (first stage width, doubled per stage, or a list); d_state, ssm_ratio,
+    mlp_ratio (0 = no MLP), gated (v0 z-gate), conv_bias (SS2D depthwise conv), stem ("conv" v2 | "patch" v0),
+    downsample ("conv" v2 | "merge" v0), scan (any registered strategy) and scan_kwargs.
+    """
+
+    def __init__(
+        self,
+        depths: Sequence[int] = (2, 2, 8, 2),
+        dims: Union[int, Sequence[int]] = 96,
+        d_state: int = 1,
+        ssm_ratio: float = 1.0,
+        mlp_ratio: float = 4.0,
+        gated: bool = False,
+        conv_bias: bool = False,
+        stem: str = "conv",
+        downsample: str = "conv",
+        scan: Union[str, ScanStrategy] = "cross",
+        scan_kwargs: Optional[dict] = None,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: str = "avg",
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if stem not in ("conv", "patch"):
+            raise ValueError(f"stem: got {stem!r}, expected 'conv' or 'patch'")
+        if downsample not in ("conv", "merge"):
+            raise ValueError(f"downsample: got {downsample!r}, expected 'conv' or 'merge'")
+        if global_pool not in ("avg", ""):
+            raise ValueError(f"global_pool: got {global_pool!r}, expected 'avg' or ''")
+        dims = [dims * 2 ** i for i in range(len(depths))] if isinstance(dims, int) else list(dims)
+        self.in_chans = in_chans
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.num_features = self.head_hidden_size = dims[-1]
+        self.patch_embed = (ConvStem if stem == "conv" else PatchStem)(in_chans, dims[0])
+        down_cls = ConvDownsample if downsample == "conv" else PatchMerging
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        mixer = dict(d_state=d_state, ssm_ratio=ssm_ratio, gated=gated, conv_bias=conv_bias, scan=scan, scan_kwargs=scan_kwargs)
+        self.layers = nn.ModuleList()
+        self.feature_info = []
+        for i, depth in enumerate(depths):
+            start = sum(depths[:i])
+            blocks = [VSSBlock(dims[i], mlp_ratio, rates[start + j], **mixer) for j in range(depth)]
+            last = i == len(depths) - 1
+            self.layers.append(VMambaStage(blocks, None if last else down_cls(dims[i], dims[i + 1])))
+            self.feature_info.append(dict(num_chs=dims[i], reduction=4 * 2 ** i, module=f"layers.{i}"))
+        self.norm = nn.LayerNorm(dims[-1])
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    # timm API ---------------------------------------------------------------------------------------
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set:
+        return {name for name, _ in self.named_parameters() if name.endswith(("A_logs", "Ds", "direction_Bs"))}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        return dict(
+            stem=r"^patch_embed",
+            blocks=r"^layers\.(\d+)" if coarse else [(r"^layers\.(\d+)\.downsample", (0,)), (r"^layers\.(\d+)\.blocks\.(\d+)", None), (r"^norm", (99999,))],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        for stage in self.layers:
+            stage.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        self.num_classes = num_classes
+        if global_pool is not None:
+            self.global_pool = global_pool
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    # forward ----------------------------------------------------------------------------------------
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.in_chans:
+            raise ValueError(f"x: got shape {tuple(x.shape)}, expected (batch, {self.in_chans}, H, W)")
+        if min(x.shape[-2:]) < 4:
+            raise ValueError(f"x: got an image of {x.shape[-2]}x{x.shape[-1]}, expected at least 4x4 (one patch)")
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: Optional[Union[int, List[int]]] = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """Per-stage maps (B, C_i, H/2^(i+2), W/2^(i+2)), taken before each stage's downsampling."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt: got {output_fmt!r}, expected 'NCHW'")
+        self._check_input(x)
+        take_indices, max_index = feature_take_indices(len(self.layers), indices)
+        x = self.patch_embed(x).permute(0, 2, 3, 1)
+        intermediates = []
+        last = len(self.layers) - 1
+        stages = self.layers[: max_index + 1] if stop_early else self.layers
+        for i, stage in enumerate(stages):
+            x = stage.run_blocks(x)
+            if i in take_indices:
+                feature = self.norm(x) if norm and i == last else x
+                intermediates.append(feature.permute(0, 3, 1, 2).contiguous())
+            x = stage.downsample(x)
+        if intermediates_only:
+            return intermediates
+        return self.norm(x).permute(0, 3, 1, 2), intermediates
+
+    def prune_intermediate_layers(
+        self, indices: Union[int, List[int]] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> List[int]:
+        take_indices, max_index = feature_take_indices(len(self.layers), indices)
+        self.layers = self.layers[: max_index + 1]
+        self.layers[-1].downsample = nn.Identity()
+        if prune_norm or max_index < len(self.feature_info) - 1:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> normalised last-stage map (B, C, H/32, W/32)."""
+        self._check_input(x)
+        x = self.patch_embed(x).permute(0, 2, 3, 1)
+        for stage in self.layers:
+            x = stage.downsample(stage.run_blocks(x))
+        return self.norm(x).permute(0, 3, 1, 2)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, C, h, w) -> pooled (B, C) features or logits (B, num_classes)."""
+        if self.global_pool == "avg":
+            x = x.mean((2, 3))
+        x = self.head_drop(x)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+# Official checkpoint conversion --------------------------------------------------------------------
+_RENAMES = [
+    # oldest v0 releases (renamed by the official loader on load)
+    (r"^layers\.(\d+)\.blocks\.(\d+)\.ln_1\.", r"layers.\1.blocks.\2.norm."),
+    (r"^layers\.(\d+)\.blocks\.(\d+)\.self_attention\.", r"layers.\1.blocks.\2.op."),
+    # v2 conv stem (Sequential with identity permutes) and v0 patch stem
+    (r"^patch_embed\.0\.", "patch_embed.conv1."),
+    (r"^patch_embed\.2\.", "patch_embed.norm1."),
+    (r"^patch_embed\.5\.", "patch_embed.conv2."),
+    (r"^patch_embed\.7\.", "patch_embed.norm2."),
+    # v2 downsampling (Sequential with identity permutes)
+    (r"^layers\.(\d+)\.downsample\.1\.", r"layers.\1.downsample.conv."),
+    (r"^layers\.(\d+)\.downsample\.3\.", r"layers.\1.downsample.norm."),
+    (r"^classifier\.norm\.", "norm."),
+    (r"^classifier\.head\.", "head."),
+]
+
+
+def checkpoint_filter_fn(checkpoint: Any, model: VMamba) -> StateDict:
+    """Official VMamba (v2, v0 and the oldest v0 key names) -> vssm keys.
+
+    Official files hold the weights under ``model`` next to a pickled config (read safely by the loader).
+    Linear weights stored as 1x1 convs are squeezed. Keys are otherwise kept, so anything the model lacks
+    or the file lacks is reported by the strict load.
+    """
+    state = select_state_dict(checkpoint)
+    v0_stem = isinstance(model.patch_embed, PatchStem)
+    out: StateDict = {}
+    for key, value in state.items():
+        if v0_stem and key.startswith(("patch_embed.0.", "patch_embed.2.")):
+            key = key.replace("patch_embed.0.", "patch_embed.proj.").replace("patch_embed.2.", "patch_embed.norm.")
+        for pattern, repl in _RENAMES:
+            key = re.sub(pattern, repl, key)
+        if key.endswith(("in_proj.weight", "out_proj.weight", "fc1.weight", "fc2.weight")) and value.dim() == 4:
+            value = value.flatten(1)
+        out[key] = value
+    return out
+
+
+def _create_vmamba(variant: str, pretrained: bool = False, **kwargs: Any) -> VMamba:
+    return create_model_from_file_or_cfg(
+        VMamba, variant, pretrained, checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=(0, 1, 2, 3), feature_cls="getter"),
+        **kwargs,
+    )
+
+
+def _cfg(first_conv: str, **kwargs: Any) -> Dict[str, Any]:
+    return dict(
+        num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7), crop_pct=0.875, interpolation="bicubic",
+        mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, first_conv=first_conv, classifier="head",
+        license="mit", paper_ids="arXiv:2401.10166", paper_name="VMamba: Visual State Space Model",
+        origin_url="https://github.com/MzeroMiko/VMamba",
+        notes=("Official ImageNet-1k weights: GitHub releases of MzeroMiko/VMamba (links in its README). "
+               "Load a downloaded file with pretrained=True, pretrained_cfg_overlay=dict(file=PATH).",),
+        **kwargs,
+    )
+
+
+default_cfgs = generate_default_cfgs({
+    "vmamba_tiny": _cfg("patch_embed.conv1"),
+    "vmamba_small": _cfg("patch_embed.conv1"),
+    "vmamba_base": _cfg("patch_embed.conv1"),
+    "vmamba_tiny_v0": _cfg("patch_embed.proj"),
+    "vmamba_small_v0": _cfg("patch_embed.proj"),
+    "vmamba_base_v0": _cfg("patch_embed.proj"),
+})
+
+_V2 = dict(d_state=1, mlp_ratio=4.0, gated=False, conv_bias=False, stem="conv", downsample="conv")
+_V0 = dict(d_state=16, ssm_ratio=2.0, mlp_ratio=0.0, gated=True, conv_bias=True, stem="patch", downsample="merge")
+
+
+def _model(variant: str, pretrained: bool, defaults: Dict[str, Any], kwargs: Dict[str, Any]) -> VMamba:
+    return _create_vmamba(variant, pretrained, **{**defaults, **kwargs})
+
+
+@register_model
+def vmamba_tiny(pretrained: bool = False, **kwargs: Any) -> VMamba:
+    """VMamba-T [s1l8]: dims 96, depths 2-2-8-2, ssm_ratio 1, d_state 1."""
+    return _model("vmamba_tiny", pretrained, dict(_V2, depths=(2, 2, 8, 2), dims=96, ssm_ratio=1.0, drop_path_rate=0.2), kwargs)
+
+
+@register_model
+def vmamba_small(pretrained: bool = False, **kwargs: Any) -> VMamba:
+    """VMamba-S [s2l15]: dims 96, depths 2-2-15-2, ssm_ratio 2, d_state 1."""
+    return _model("vmamba_small", pretrained, dict(_V2, depths=(2, 2, 15, 2), dims=96, ssm_ratio=2.0, drop_path_rate=0.3), kwargs)
+
+
+@register_model
+def vmamba_base(pretrained: bool = False, **kwargs: Any) -> VMamba:
+    """VMamba-B [s2l15]: dims 128, depths 2-2-15-2, ssm_ratio 2, d_state 1."""
+    return _model("vmamba_base", pretrained, dict(_V2, depths=(2, 2, 15, 2), dims=128, ssm_ratio=2.0, drop_path_rate=0.6), kwargs)
+
+
+@register_model
+def vmamba_tiny_v0(pretrained: bool = False, **kwargs: Any) -> VMamba:
+    """Vanilla VMamba-T: dims 96, depths 2-2-9-2, d_state 16, z-gate, no MLP."""
+    return _model("vmamba_tiny_v0", pretrained, dict(_V0, depths=(2, 2, 9, 2), dims=96, drop_path_rate=0.2), kwargs)
+
+
+@register_model
+def vmamba_small_v0(pretrained: bool = False, **kwargs: Any) -> VMamba:
+    """Vanilla VMamba-S: dims 96, depths 2-2-27-2."""
+    return _model("vmamba_small_v0", pretrained, dict(_V0, depths=(2, 2, 27, 2), dims=96, drop_path_rate=0.3), kwargs)
+
+
+@register_model
+def vmamba_base_v0(pretrained: bool = False, **kwargs: Any) -> VMamba:
+    """Vanilla VMamba-B: dims 128, depths 2-2-27-2."""
+    return _model("vmamba_base_v0", pretrained, dict(_V0, depths=(2, 2, 27, 2), dims=128, drop_path_rate=0.6), kwargs)
