@@ -1,0 +1,55 @@
+"""Parameters and FLOPs of a model at 224x224, next to the official numbers.
+
+    python tools/flops.py vmamba_tiny [--size 224] [--scan hilbert]
+
+FLOPs are counted like the papers do (see vssm.utils.flops): MACs of convolutions/matmuls + the
+selective-scan formula 9*B*L*D*N + B*D*L, head included.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Dict, Optional, Tuple
+
+import timm
+
+import vssm  # noqa: F401  (registers the vssm models)
+from vssm.utils.flops import count_flops
+
+# (params M, GFLOPs at 224) from the official READMEs (official_models.md §3); None where unpublished.
+OFFICIAL: Dict[str, Tuple[Optional[float], Optional[float]]] = {
+    "vmamba_tiny": (30, 4.9), "vmamba_small": (50, 8.7), "vmamba_base": (89, 15.4),
+    "vmamba_tiny_v0": (23, 5.6), "vmamba_small_v0": (44, 11.2), "vmamba_base_v0": (76, 18.0),
+    "vim_tiny": (7, 1.5), "vim_small": (26, 5.1), "vim_base": (98, None),
+    "plainmamba_l1": (7.3, None), "plainmamba_l2": (25.7, None), "plainmamba_l3": (50.5, None),
+}
+
+
+def describe(name: str, size: int = 224, **kwargs) -> Dict[str, Optional[float]]:
+    model = timm.create_model(name, **kwargs)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    gflops = count_flops(model, (3, size, size)) / 1e9
+    official_params, official_gflops = OFFICIAL.get(name, (None, None))
+    return dict(params=params, gflops=gflops, official_params=official_params, official_gflops=official_gflops)
+
+
+def _fmt(ours: float, official: Optional[float]) -> str:
+    if official is None:
+        return f"{ours:.2f} (official: unpublished)"
+    return f"{ours:.2f} (official {official}, {100 * (ours - official) / official:+.1f}%)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--scan", default=None, help="swap the scan strategy")
+    args = parser.parse_args()
+    for name in args.models:
+        kwargs = dict(scan=args.scan) if args.scan else {}
+        r = describe(name, args.size, **kwargs)
+        print(f"{name}: params {_fmt(r['params'], r['official_params'])} M, "
+              f"FLOPs@{args.size} {_fmt(r['gflops'], r['official_gflops'])} G")
+
+
+if __name__ == "__main__":
+    main()
