@@ -41,24 +41,28 @@ class SS2D(nn.Module):
         self.gated = gated
         self.scan = get_scan(scan, **(scan_kwargs or {}))
         K = self.scan.num_routes
+        route_dim = self.scan.route_dim(d_inner)
         self.in_proj = nn.Linear(dim, d_inner * (2 if gated else 1), bias=False)
         self.conv2d = nn.Conv2d(d_inner, d_inner, d_conv, padding=(d_conv - 1) // 2, groups=d_inner, bias=conv_bias)
         self.act = nn.SiLU()
-        self.x_proj_weight = nn.Parameter(init_linear_weight((K, self.dt_rank + 2 * d_state, d_inner), d_inner))
-        self.dt_projs_weight = nn.Parameter(init_dt_weight((K, d_inner, self.dt_rank), self.dt_rank))
-        self.dt_projs_bias = nn.Parameter(init_dt_bias(K * d_inner).view(K, d_inner))
-        self.A_logs = nn.Parameter(init_A_log(K * d_inner, d_state))
-        self.Ds = nn.Parameter(torch.ones(K * d_inner))
+        self.x_proj_weight = nn.Parameter(init_linear_weight((K, self.dt_rank + 2 * d_state, route_dim), route_dim))
+        self.dt_projs_weight = nn.Parameter(init_dt_weight((K, route_dim, self.dt_rank), self.dt_rank))
+        self.dt_projs_bias = nn.Parameter(init_dt_bias(K * route_dim).view(K, route_dim))
+        self.A_logs = nn.Parameter(init_A_log(K * route_dim, d_state))
+        self.Ds = nn.Parameter(torch.ones(K * route_dim))
         self.scan_module = self.scan.make_module(d_inner, d_state)
         self.out_norm = nn.LayerNorm(d_inner)
         self.out_proj = nn.Linear(d_inner, dim, bias=False)
         self.dropout = nn.Dropout(dropout)
 
     def project(self, u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-token projections of u (b, L, Ku, D) for every route: delta (b, L, K, D), B and C (b, L, K, N)."""
+        """Per-token projections of u (b, L, Ku, D) for every route: delta (b, L, K, D), B and C (b, L, K, N).
+        With 1 < Ku < K, route k reads slot k // (K // Ku)."""
+        K = self.x_proj_weight.shape[0]
         if u.shape[2] == 1:
             x_dbl = torch.einsum("bld,kcd->blkc", u[:, :, 0], self.x_proj_weight.to(u.dtype))
         else:
+            u = u.repeat_interleave(K // u.shape[2], dim=2) if u.shape[2] < K else u
             x_dbl = torch.einsum("blkd,kcd->blkc", u, self.x_proj_weight.to(u.dtype))
         dts, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = torch.einsum("blkr,kdr->blkd", dts, self.dt_projs_weight.to(u.dtype))

@@ -26,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 from ..layers.mlp import Mlp
 from ..layers.norms import LayerNorm2d
 from ..layers.ss2d import SS2D
-from ..scans import ScanStrategy
+from ..scans import ScanStrategy, get_scan
 from ._loading import StateDict, create_model_from_file_or_cfg, select_state_dict
 
 __all__ = ["VMamba", "checkpoint_filter_fn"]
@@ -129,7 +129,8 @@ class VMamba(nn.Module):
 
     Args: depths per stage; dims (first stage width, doubled per stage, or a list); d_state, ssm_ratio,
     mlp_ratio (0 = no MLP), gated (v0 z-gate), conv_bias (SS2D depthwise conv), stem ("conv" v2 | "patch" v0),
-    downsample ("conv" v2 | "merge" v0), scan (any registered strategy) and scan_kwargs.
+    downsample ("conv" v2 | "merge" v0), scan (any registered strategy) and scan_kwargs (one dict for every
+    stage, or one per stage, e.g. atrous rates growing with depth).
     """
 
     def __init__(
@@ -144,7 +145,7 @@ class VMamba(nn.Module):
         stem: str = "conv",
         downsample: str = "conv",
         scan: Union[str, ScanStrategy] = "cross",
-        scan_kwargs: Optional[dict] = None,
+        scan_kwargs: Optional[Union[dict, Sequence[dict]]] = None,
         in_chans: int = 3,
         num_classes: int = 1000,
         global_pool: str = "avg",
@@ -166,11 +167,17 @@ class VMamba(nn.Module):
         self.patch_embed = (ConvStem if stem == "conv" else PatchStem)(in_chans, dims[0])
         down_cls = ConvDownsample if downsample == "conv" else PatchMerging
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
-        mixer = dict(d_state=d_state, ssm_ratio=ssm_ratio, gated=gated, conv_bias=conv_bias, scan=scan, scan_kwargs=scan_kwargs)
+        if scan_kwargs is None or isinstance(scan_kwargs, dict):
+            scan_kwargs = [scan_kwargs] * len(depths)
+        if len(scan_kwargs) != len(depths):
+            raise ValueError(f"scan_kwargs: got {len(scan_kwargs)} dicts, expected one or one per stage ({len(depths)})")
         self.layers = nn.ModuleList()
         self.feature_info = []
         for i, depth in enumerate(depths):
             start = sum(depths[:i])
+            # One strategy per stage: its route tables are built once per size and shared by the blocks.
+            strategy = get_scan(scan, **(scan_kwargs[i] or {}))
+            mixer = dict(d_state=d_state, ssm_ratio=ssm_ratio, gated=gated, conv_bias=conv_bias, scan=strategy)
             blocks = [VSSBlock(dims[i], mlp_ratio, rates[start + j], **mixer) for j in range(depth)]
             last = i == len(depths) - 1
             self.layers.append(VMambaStage(blocks, None if last else down_cls(dims[i], dims[i + 1])))

@@ -58,6 +58,10 @@ class ScanStrategy(ABC):
             self._cache[key] = cached
         return cached
 
+    def route_dim(self, dim: int) -> int:
+        """Channels each route scans when the mixer has ``dim`` (multi-head scans split them)."""
+        return dim
+
     def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
         """Learnable parts the paper defines for this scan (owned by the mixer); None if there are none."""
         return None
@@ -76,6 +80,8 @@ class ScanStrategy(ABC):
         out_dtype: Optional[torch.dtype] = None,
     ) -> torch.Tensor:
         """Scan the raster tokens u (b, H*W, Ku, d) along this strategy's routes; returns (b, H*W, d).
+
+        ``project`` receives u with Ku slots; when 1 < Ku < K, route k reads slot k // (K // Ku).
 
         Subclasses that are more than a set of routes (multi-scale, state fusion, route attention)
         override this and keep the same signature.
@@ -130,3 +136,27 @@ def step_directions(index: torch.Tensor, W: int) -> torch.Tensor:
         moves[(dh == 1) & (dw == 0)] = DOWN
         directions[k, steps] = torch.cat([moves.new_full((1,), START), moves])
     return directions
+
+
+def scan_tokens(x: torch.Tensor, routes: Routes) -> torch.Tensor:
+    """Gather raster tokens into route order: x (b, L, d) -> (b, K, T, d); padding steps give 0."""
+    index = routes.index.long()
+    out = x[:, index.clamp(min=0)]
+    return out * (index >= 0)[None, :, :, None].to(x.dtype)
+
+
+def merge_tokens(y: torch.Tensor, routes: Routes, length: int) -> torch.Tensor:
+    """Adjoint of :func:`scan_tokens`: y (b, K, T, d) -> (b, L, d), each token summing every step that
+    visited it (padding steps are dropped)."""
+    index = routes.index.long().reshape(-1)
+    keep = index >= 0
+    values = y.reshape(y.shape[0], -1, y.shape[-1])[:, keep]
+    return y.new_zeros(y.shape[0], length, y.shape[-1]).index_add_(1, index[keep], values)
+
+
+def require_single_u_slot(name: str, u: torch.Tensor, z: Optional[torch.Tensor]) -> None:
+    """Strategies with hooks read one shared u (and z) slot."""
+    if u.shape[2] != 1:
+        raise ValueError(f"u: got shape {tuple(u.shape)}, the {name!r} scan expects one u slot (b, L, 1, d)")
+    if z is not None and z.shape[2] != 1:
+        raise ValueError(f"z: got shape {tuple(z.shape)}, the {name!r} scan expects one z slot (b, L, 1, d)")

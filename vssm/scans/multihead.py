@@ -1,0 +1,138 @@
+"""MHS-VM multi-head scan: channels split into heads, each head scanned along its own pattern.
+
+Patterns (each run as route A, reverse(A), route B, reverse(B)):
+  C (continuous): row snake / column snake;  X (diagonal): anti-diagonals i + j in order, direction
+  alternating per diagonal / the same reflected left-right;  S (spiral): clockwise spiral from the top-left
+  inward / the same reflected top-bottom;  Z: raster / column-major.
+Default heads: ("C", "X", "S", "Z"); 3 heads use ("C", "X", "S"). K = 4 * heads routes; route k reads
+head k // 4 (``Routes.u_group``). Merge per head = MHS-VM's scan-route attention: sum over the head's 4 routes
+times ReLU(CV - t), CV = std over routes / (mean over routes of (y - min over routes) + 1e-5), t a learned
+scalar per head (init 0); heads are concatenated.
+
+Mixers size their per-route projections with :meth:`route_dim` (dim / heads channels per route, no channel
+expansion) and the u passed to ``project`` has one slot per head: (b, L, heads, dim / heads).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..kernels import Routes, selective_scan
+from .base import Projector, ScanParams, ScanStrategy, raster_grid, require_single_u_slot
+from .registry import register_scan
+from .zigzag import column_snake, row_snake
+
+PATTERNS = ("C", "X", "S", "Z")
+
+
+def diagonal_order(H: int, W: int) -> torch.Tensor:
+    """Anti-diagonals k = i + j in order, alternating direction per diagonal."""
+    i, j = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    diag = (i + j).reshape(-1)
+    along = torch.where(diag % 2 == 0, i.reshape(-1), -i.reshape(-1))  # even diagonals top-down
+    key = diag * (2 * H + 1) + along + H
+    return torch.argsort(key).int()
+
+
+def spiral_order(H: int, W: int) -> torch.Tensor:
+    """Clockwise spiral from the top-left corner inward."""
+    grid = raster_grid(H, W)
+    out = []
+    while grid.numel():
+        out.append(grid[0])
+        grid = grid[1:].t().flip(0)  # rotate the rest counter-clockwise so the next side is on top
+    return torch.cat(out).int()
+
+
+def pattern_routes(pattern: str, H: int, W: int) -> torch.Tensor:
+    """(4, H*W) int32: [A, reverse(A), B, reverse(B)] of one pattern."""
+    grid = raster_grid(H, W)
+    if pattern == "C":
+        a, b = row_snake(H, W), column_snake(H, W)
+    elif pattern == "X":
+        a = diagonal_order(H, W)
+        b = grid.flip(1).reshape(-1)[a.long()]  # reflect w -> W-1-w
+    elif pattern == "S":
+        a = spiral_order(H, W)
+        b = grid.flip(0).reshape(-1)[a.long()]  # reflect h -> H-1-h
+    else:
+        a, b = grid.reshape(-1), grid.t().reshape(-1)
+    return torch.stack([a, a.flip(0), b, b.flip(0)]).int()
+
+
+class RouteAttention(nn.Module):
+    """MHS-VM's gate over a head's routes: y (b, L, heads, 4, d) -> (b, L, heads * d)."""
+
+    def __init__(self, heads: int) -> None:
+        super().__init__()
+        self.threshold = nn.Parameter(torch.zeros(heads))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        spread = y.std(dim=3, unbiased=False)
+        level = (y - y.amin(dim=3, keepdim=True)).mean(dim=3) + 1e-5
+        gate = torch.relu(spread / level - self.threshold[:, None])
+        out = y.sum(dim=3) * gate
+        return out.flatten(2)
+
+
+@register_scan("multihead")
+class MultiHeadScan(ScanStrategy):
+    merge = "none"
+
+    def __init__(self, patterns: Sequence[str] = PATTERNS) -> None:
+        super().__init__()
+        patterns = tuple(patterns)
+        bad = [p for p in patterns if p not in PATTERNS]
+        if not patterns or bad:
+            raise ValueError(f"patterns: got {patterns!r}, expected a non-empty sequence of {PATTERNS}")
+        self.patterns = patterns
+
+    @property
+    def heads(self) -> int:
+        return len(self.patterns)
+
+    @property
+    def num_routes(self) -> int:
+        return 4 * self.heads
+
+    def route_dim(self, dim: int) -> int:
+        """Channels per route: dim / heads."""
+        if dim % self.heads:
+            raise ValueError(f"dim: got {dim}, expected a multiple of the {self.heads} heads")
+        return dim // self.heads
+
+    def build_routes(self, H: int, W: int) -> Routes:
+        index = torch.cat([pattern_routes(p, H, W) for p in self.patterns])
+        group = torch.arange(self.heads, dtype=torch.int32).repeat_interleave(4)
+        return Routes(index=index, u_group=group, merge=self.merge)
+
+    def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
+        return RouteAttention(self.heads)
+
+    def forward(
+        self,
+        u: torch.Tensor,
+        project: Projector,
+        params: ScanParams,
+        H: int,
+        W: int,
+        *,
+        z: Optional[torch.Tensor] = None,
+        module: Optional[nn.Module] = None,
+        delta_softplus: bool = True,
+        out_dtype: Optional[torch.dtype] = None,
+    ) -> torch.Tensor:
+        require_single_u_slot(self.name, u, z)
+        b, L, _, dim = u.shape
+        heads_u = u.reshape(b, L, self.heads, self.route_dim(dim))
+        delta, B, C = project(heads_u)
+        y = selective_scan(
+            heads_u, delta, params.A, B, C, params.D, params.delta_bias,
+            routes=self.routes(H, W, u.device), delta_softplus=delta_softplus, merge="none", out_dtype=out_dtype,
+        )
+        y = module(y.view(b, L, self.heads, 4, -1))
+        if z is not None:
+            y = y * torch.nn.functional.silu(z[:, :, 0]).to(y.dtype)
+        return y

@@ -1,0 +1,87 @@
+"""MSVMamba multi-scale scan: a full-resolution raster route plus three routes over a 2x-downsampled map.
+
+The module owns a depthwise 7x7 stride-2 convolution. Its low-resolution tokens (h x w = ceil(H/2) x
+ceil(W/2)) are appended after the H*W full-resolution tokens, so one kernel call covers both: route 0 scans the
+full-resolution tokens in raster order; route 1 chains the low-resolution reversed raster, column-major and
+reversed column-major routes into ONE sequence (the state carries across, as in MSVMamba) and pads to the
+common length with -1. K = 2 parameter sets. The low-resolution output (each token summed over its three
+visits) is bilinearly upsampled and added to the full-resolution output.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..kernels import Routes, selective_scan
+from .base import Projector, ScanParams, ScanStrategy, raster_grid, require_single_u_slot
+from .registry import register_scan
+
+
+def low_resolution(H: int, W: int) -> tuple:
+    return (H + 1) // 2, (W + 1) // 2
+
+
+class Downsample(nn.Module):
+    """Depthwise 7x7 stride-2 convolution: (b, d, H, W) -> (b, d, ceil(H/2), ceil(W/2))."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, 7, stride=2, padding=3, groups=dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+@register_scan("multiscale")
+class MultiScaleScan(ScanStrategy):
+    merge = "none"
+
+    @property
+    def num_routes(self) -> int:
+        return 2
+
+    def build_routes(self, H: int, W: int) -> Routes:
+        h, w = low_resolution(H, W)
+        low = raster_grid(h, w) + H * W
+        chained = torch.cat([low.reshape(-1).flip(0), low.t().reshape(-1), low.t().reshape(-1).flip(0)])
+        full = torch.arange(H * W, dtype=torch.int32)
+        T = max(full.numel(), chained.numel())
+        pad = lambda r: torch.cat([r, r.new_full((T - r.numel(),), -1)])  # noqa: E731
+        return Routes(index=torch.stack([pad(full), pad(chained)]), merge=self.merge)
+
+    def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
+        return Downsample(dim)
+
+    def forward(
+        self,
+        u: torch.Tensor,
+        project: Projector,
+        params: ScanParams,
+        H: int,
+        W: int,
+        *,
+        z: Optional[torch.Tensor] = None,
+        module: Optional[nn.Module] = None,
+        delta_softplus: bool = True,
+        out_dtype: Optional[torch.dtype] = None,
+    ) -> torch.Tensor:
+        require_single_u_slot(self.name, u, z)
+        b, L, _, dim = u.shape
+        h, w = low_resolution(H, W)
+        low = module(u[:, :, 0].transpose(1, 2).reshape(b, dim, H, W))  # (b, d, h, w)
+        tokens = torch.cat([u, low.flatten(2).transpose(1, 2)[:, :, None]], dim=1)
+        delta, B, C = project(tokens)
+        y = selective_scan(
+            tokens, delta, params.A, B, C, params.D, params.delta_bias,
+            routes=self.routes(H, W, u.device), delta_softplus=delta_softplus, merge="none", out_dtype=out_dtype,
+        )
+        full = y[:, :L, 0]
+        coarse = y[:, L:, 1].transpose(1, 2).reshape(b, dim, h, w)
+        up = F.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False)
+        out = full + up.flatten(2).transpose(1, 2)
+        if z is not None:
+            out = out * F.silu(z[:, :, 0]).to(out.dtype)
+        return out
