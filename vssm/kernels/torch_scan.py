@@ -69,20 +69,27 @@ class Chunk:
     decay: torch.Tensor  # (b, K, c, d, N) exp(dt * A)
 
 
+def _gather_rows(x: torch.Tensor, token: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+    """x (b, L, S, c) rows at (token, slot) for token/slot (K, c') -> (b, K, c', c), via one index_select."""
+    b, _, slots, width = x.shape
+    rows = (token * slots + slot).reshape(-1)
+    return x.reshape(b, -1, width).index_select(1, rows).view(b, *token.shape, width)
+
+
 def _gather_chunk(prob: ScanProblem, t0: int, t1: int) -> Chunk:
     dtype = prob.dtype
     idx, pidx = prob.index[:, t0:t1], prob.param_index[:, t0:t1]
     valid = (idx >= 0) & (pidx >= 0)
     p, q = idx.clamp(min=0), pidx.clamp(min=0)
     routes = torch.arange(idx.shape[0], device=idx.device)[:, None]
-    u = prob.u[:, p, prob.groups[:, None]].to(dtype)
-    s = prob.delta[:, q, routes].to(dtype)
+    u = _gather_rows(prob.u, p, prob.groups[:, None]).to(dtype)
+    s = _gather_rows(prob.delta, q, routes).to(dtype)
     if prob.delta_bias is not None:
         s = s + prob.delta_bias.to(dtype)[None, :, None, :]
     dt = F.softplus(s, threshold=20.0) if prob.delta_softplus else s
     dt = dt * valid[None, :, :, None].to(dtype)  # masked after the transform: padding is identity
-    B = prob.B[:, q, routes].to(dtype)
-    C = prob.C[:, q, routes].to(dtype)
+    B = _gather_rows(prob.B, q, routes).to(dtype)
+    C = _gather_rows(prob.C, q, routes).to(dtype)
     decay = torch.exp(dt[..., None] * prob.A.to(dtype)[None, :, None])
     return Chunk(valid, p, q, u, s, dt, B, C, decay)
 
@@ -172,13 +179,14 @@ def scan_backward(
         x = (ch.dt * ch.u)[..., None] * ch.B[:, :, :, None, :]
         h = _run_recurrence(ch.decay, x, starts[i])
         h_prev = torch.cat([starts[i][:, :, None], h[:, :, :-1]], dim=2)
-        dy_c = dy[:, ch.p, routes].to(dtype) * mask  # (b, K, c, d)
+        dy_c = _gather_rows(dy, ch.p, routes).to(dtype) * mask  # (b, K, c, d)
         if prob.D is not None:
             dD += (dy_c * ch.u).sum((0, 2))
         dC_c = torch.einsum("bktdn,bktd->bktn", h, dy_c)
         local = dy_c[..., None] * ch.C[:, :, :, None, :]
         if dhidden is not None:
-            local = local + dhidden[:, ch.p, routes].to(dtype) * mask[..., None]
+            dh = _gather_rows(dhidden.flatten(3), ch.p, routes).view(*local.shape)
+            local = local + dh.to(dtype) * mask[..., None]
         # Reverse recurrence g_t = local_t + decay_{t+1} g_{t+1}, run as a forward one on flipped time.
         shifted = torch.cat([ch.decay[:, :, 1:], ch.decay.new_ones(ch.decay[:, :, :1].shape)], dim=2)
         local[:, :, -1] += carry

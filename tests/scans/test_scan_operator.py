@@ -1,0 +1,108 @@
+"""Every strategy through the selective-scan operator and a gradient step; merge is the adjoint of scan."""
+import pytest
+import torch
+
+from vssm.kernels import selective_scan
+from vssm.layers.ss2d import SS2D
+from vssm.scans import get_scan, list_scans, merge_tokens, scan_tokens
+
+GRIDS = [(5, 7), (1, 6), (4, 1), (1, 1)]
+
+
+@pytest.mark.parametrize("name", sorted(set(list_scans()) - {"multihead", "multiscale", "spatial_fusion"}))
+def test_merge_is_the_adjoint_of_scan(name):
+    H, W = 5, 7
+    routes = get_scan(name).routes(H, W)
+    x = torch.randn(2, H * W, 3, requires_grad=True)
+    r = torch.randn(2, routes.num_routes, routes.num_steps, 3)
+    (grad,) = torch.autograd.grad((scan_tokens(x, routes) * r).sum(), x)
+    torch.testing.assert_close(grad, merge_tokens(r, routes, H * W))
+
+
+@pytest.mark.parametrize("name", sorted(set(list_scans()) - {"multihead", "multiscale", "spatial_fusion"}))
+def test_operator_merge_equals_index_merge(name):
+    """With no memory (decay 0), the kernel's per-route output is dt*u + D*u at each visited step, so its
+    merge must equal merge_tokens of the scanned tokens."""
+    H, W, d = 4, 6, 3
+    strategy = get_scan(name)
+    routes = strategy.routes(H, W)
+    K, L = routes.num_routes, H * W
+    u = torch.randn(1, L, 1, d)
+    delta = torch.zeros(1, L, K, d)  # dt = softplus(0) = log 2
+    A = torch.full((K, d, 1), -1e4)  # exp(dt * A) = 0: no memory
+    ones = torch.ones(1, L, K, 1)
+    D = torch.randn(K, d)
+    out = selective_scan(u, delta, A, ones, ones, D, routes=routes, merge="sum")
+    dt = torch.log(torch.tensor(2.0))
+    scanned = scan_tokens(u[:, :, 0], routes)  # (1, K, T, d)
+    expected = merge_tokens(scanned * (dt + D[None, :, None, :]), routes, L)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list_scans())
+@pytest.mark.parametrize("H, W", GRIDS)
+def test_every_strategy_through_a_mixer_and_a_gradient_step(name, H, W):
+    torch.manual_seed(0)
+    mixer = SS2D(dim=8, d_state=2, ssm_ratio=1.0, scan=name)
+    x = torch.randn(2, H, W, 8)
+    target = torch.randn(2, H, W, 8)
+    loss = (mixer(x) - target).square().mean()
+    loss.backward()
+    for pname, p in mixer.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+    start = [p.detach().clone() for p in mixer.parameters()]
+    for lr in (1e-2, 1e-3, 1e-4, 1e-5):  # a small enough gradient step lowers the loss
+        with torch.no_grad():
+            for p, p0 in zip(mixer.parameters(), start):
+                p.copy_(p0 - lr * p.grad)
+            if (mixer(x) - target).square().mean() < loss:
+                break
+    else:
+        pytest.fail("no gradient step lowered the loss")
+
+
+def test_strategy_modules_are_learnable_and_owned_by_the_mixer():
+    assert get_scan("cross").make_module(8, 2) is None
+    assert sum(p.numel() for p in get_scan("zigzag").make_module(8, 2).parameters()) == 5 * 2
+    assert sum(p.numel() for p in get_scan("multihead").make_module(8, 2).parameters()) == 4
+    assert sum(p.numel() for p in get_scan("spatial_fusion").make_module(8, 2).parameters()) == 3 * 16 * 9 + 3
+    assert any(isinstance(m, torch.nn.Conv2d) for m in get_scan("multiscale").make_module(8, 2).modules())
+
+
+def test_spatial_fusion_is_the_same_function_in_train_and_eval():
+    torch.manual_seed(0)
+    mixer = SS2D(dim=8, d_state=1, scan="spatial_fusion")
+    x = torch.randn(1, 5, 6, 8)
+    train_out = mixer.train()(x)
+    eval_out = mixer.eval()(x)
+    torch.testing.assert_close(train_out, eval_out)
+    with torch.no_grad():
+        mixer.scan_module.alpha.mul_(2)  # changed weights change the eval output (nothing cached)
+    assert not torch.allclose(mixer.eval()(x), eval_out)
+
+
+def test_spatial_fusion_with_identity_fusion_equals_plain_scan():
+    """alpha = (1, 0, 0) and a centre-only kernel make the fusion the identity: y = C.h + D.u is the plain scan."""
+    torch.manual_seed(0)
+    fused, plain = SS2D(dim=6, d_state=2, scan="spatial_fusion"), SS2D(dim=6, d_state=2, scan="cross")
+    with torch.no_grad():
+        fusion = fused.scan_module
+        fusion.alpha.copy_(torch.tensor([1.0, 0.0, 0.0]))
+        fusion.weights[0].zero_()[:, :, 1, 1] = 1
+    x = torch.randn(1, 3, 4, 6)
+    delta, B, C = fused.project(x.reshape(1, 12, 1, 6))
+    params = fused.scan_params()
+    expected = selective_scan(x.reshape(1, 12, 1, 6), delta, params.A, B, C, params.D, params.delta_bias,
+                              routes=torch.arange(12, dtype=torch.int32)[None])
+    got = fused.scan.forward(x.reshape(1, 12, 1, 6), fused.project, params, 3, 4, module=fusion)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert plain is not None
+
+
+def test_hook_strategies_reject_per_route_u():
+    mixer = SS2D(dim=4, d_state=1, scan="cross")
+    for name in ("multiscale", "spatial_fusion", "multihead"):
+        strategy = get_scan(name)
+        u = torch.randn(1, 6, 2, 4)
+        with pytest.raises(ValueError, match=f"the '{name}' scan expects one u slot"):
+            strategy.forward(u, mixer.project, mixer.scan_params(), 2, 3, module=strategy.make_module(4, 1))
