@@ -1,0 +1,346 @@
+"""Triton selective scan: all routes in one launch, route tables read in-kernel, deterministic.
+
+Reference semantics: :mod:`vssm.kernels.reference` (tests compare against it).
+
+Forward: one program per (batch, block of BLOCK_D channels, route k). It walks the route's steps, gathers
+the visited token's u / delta / B / C rows straight from the raster-order inputs (no re-ordered copies),
+keeps the state [BLOCK_D, N] in fp32 registers, and accumulates y_k into an fp32 per-route buffer
+(batch, L, K, dim) by read-modify-write of rows only this program owns (no atomics, so repeated tokens and
+padding steps are exact and runs are bit-identical). B_t / C_t are loaded once per block of channels. The
+state at every CHUNK-th step is saved (fp32) for the backward. Gate, merge and cast are one epilogue.
+
+Backward: one program per (batch, channel block, route). Chunks are processed last to first: the chunk's
+states are recomputed from its checkpoint into a small per-program scratch (CHUNK + 1 states), then the
+reverse recurrence g_t = dy_t C_t + exp(dt_{t+1} A) g_{t+1} runs over the chunk. Gradients of rows the program
+owns are accumulated in place; those shared across programs (dB, dC across channel blocks; dA, dD,
+d(delta_bias) across batch; du across routes reading one u slot) are written as partials and summed in a
+fixed order afterwards.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+from .checks import ScanSizes
+from .torch_scan import ScanGrads, ScanProblem, silu_grad
+
+CHUNK = 64  # steps between saved states
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _softplus(s, SOFTPLUS: tl.constexpr):
+    if SOFTPLUS:
+        s = tl.where(s <= 20.0, tl.log(1.0 + tl.exp(tl.minimum(s, 20.0))), s)
+    return s
+
+
+@triton.jit
+def _scan_fwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, index_ptr, pindex_ptr, group_ptr,
+    y_ptr, hidden_ptr, ckpt_ptr,
+    T, dim, n_chunks,
+    su_b, su_l, su_s, su_d,
+    sd_b, sd_l, sd_k, sd_d,
+    sB_b, sB_l, sB_k, sB_n,
+    sC_b, sC_l, sC_k, sC_n,
+    sy_b, sy_l, sy_k,
+    N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CK: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_HIDDEN: tl.constexpr,
+):
+    b = tl.program_id(0).to(tl.int64)
+    pid_d = tl.program_id(1)
+    k = tl.program_id(2).to(tl.int64)
+    K = tl.num_programs(2)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    n = tl.arange(0, BLOCK_N)
+    dmask = d < dim
+    nmask = n < N
+    dn_mask = dmask[:, None] & nmask[None, :]
+    A2 = tl.load(A_ptr + (k * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0) * 1.4426950408889634
+    if HAS_D:
+        Dk = tl.load(D_ptr + k * dim + d, mask=dmask, other=0.0)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + k * dim + d, mask=dmask, other=0.0)
+    g = tl.load(group_ptr + k).to(tl.int64)
+    h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    ckpt_base = ckpt_ptr + ((b * K + k) * n_chunks * dim) * N
+    for t in range(T):
+        if t % CK == 0:
+            c = t // CK
+            tl.store(ckpt_base + (c * dim + d[:, None]) * N + n[None, :], h, mask=dn_mask)
+        p = tl.load(index_ptr + k * T + t).to(tl.int64)
+        q = tl.load(pindex_ptr + k * T + t).to(tl.int64)
+        valid = (p >= 0) & (q >= 0)
+        p = tl.maximum(p, 0)
+        q = tl.maximum(q, 0)
+        u = tl.load(u_ptr + b * su_b + p * su_l + g * su_s + d * su_d, mask=dmask, other=0.0).to(tl.float32)
+        s = tl.load(delta_ptr + b * sd_b + q * sd_l + k * sd_k + d * sd_d, mask=dmask, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            s += bias
+        dt = tl.where(valid, _softplus(s, SOFTPLUS), 0.0)
+        Bt = tl.load(B_ptr + b * sB_b + q * sB_l + k * sB_k + n * sB_n, mask=nmask, other=0.0).to(tl.float32)
+        Ct = tl.load(C_ptr + b * sC_b + q * sC_l + k * sC_k + n * sC_n, mask=nmask, other=0.0).to(tl.float32)
+        h = tl.exp2(dt[:, None] * A2) * h + (dt * u)[:, None] * Bt[None, :]
+        y = tl.sum(h * Ct[None, :], axis=1)
+        if HAS_D:
+            y += Dk * u
+        wmask = dmask & valid
+        y_row = y_ptr + b * sy_b + p * sy_l + k * sy_k + d
+        tl.store(y_row, tl.load(y_row, mask=wmask, other=0.0) + y, mask=wmask)
+        if HAS_HIDDEN:
+            h_row = hidden_ptr + ((b * sy_b + p * sy_l + k * sy_k + d[:, None]) * N + n[None, :])
+            hmask = dn_mask & valid
+            tl.store(h_row, tl.load(h_row, mask=hmask, other=0.0) + h, mask=hmask)
+
+
+@triton.jit
+def _scan_bwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, index_ptr, pindex_ptr, group_ptr,
+    dy_ptr, dhidden_ptr, ckpt_ptr, scratch_ptr,
+    du_ptr, ddelta_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr,
+    T, dim, L, n_chunks,
+    su_b, su_l, su_s, su_d,
+    sd_b, sd_l, sd_k, sd_d,
+    sB_b, sB_l, sB_k, sB_n,
+    sC_b, sC_l, sC_k, sC_n,
+    sy_b, sy_l, sy_k,
+    N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CK: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_DHIDDEN: tl.constexpr,
+):
+    b = tl.program_id(0).to(tl.int64)
+    pid_d = tl.program_id(1)
+    k = tl.program_id(2).to(tl.int64)
+    n_db = tl.num_programs(1)
+    K = tl.num_programs(2)
+    B_size = tl.num_programs(0)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    n = tl.arange(0, BLOCK_N)
+    dmask = d < dim
+    nmask = n < N
+    dn_mask = dmask[:, None] & nmask[None, :]
+    A = tl.load(A_ptr + (k * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
+    A2 = A * 1.4426950408889634
+    if HAS_D:
+        Dk = tl.load(D_ptr + k * dim + d, mask=dmask, other=0.0)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + k * dim + d, mask=dmask, other=0.0)
+    g_slot = tl.load(group_ptr + k).to(tl.int64)
+    ckpt_base = ckpt_ptr + ((b * K + k) * n_chunks * dim) * N
+    prog = (b * n_db + pid_d) * K + k
+    scratch = scratch_ptr + prog * (CK + 1) * BLOCK_D * BLOCK_N
+    tile = tl.arange(0, BLOCK_D)[:, None] * BLOCK_N + n[None, :]
+    dB_base = dB_ptr + pid_d * (B_size * L * K * N)
+    dC_base = dC_ptr + pid_d * (B_size * L * K * N)
+    g_carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    dA_acc = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    dD_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    dbias_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
+    for i in range(n_chunks):
+        c = n_chunks - 1 - i
+        t0 = c * CK
+        steps = tl.minimum(CK, T - t0)
+        h = tl.load(ckpt_base + (c * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
+        tl.store(scratch + tile, h)
+        for j in range(steps):  # recompute the chunk's states: scratch[j + 1] = h_{t0 + j}
+            t = t0 + j
+            p = tl.load(index_ptr + k * T + t).to(tl.int64)
+            q = tl.load(pindex_ptr + k * T + t).to(tl.int64)
+            valid = (p >= 0) & (q >= 0)
+            p = tl.maximum(p, 0)
+            q = tl.maximum(q, 0)
+            u = tl.load(u_ptr + b * su_b + p * su_l + g_slot * su_s + d * su_d, mask=dmask, other=0.0).to(tl.float32)
+            s = tl.load(delta_ptr + b * sd_b + q * sd_l + k * sd_k + d * sd_d, mask=dmask, other=0.0).to(tl.float32)
+            if HAS_BIAS:
+                s += bias
+            dt = tl.where(valid, _softplus(s, SOFTPLUS), 0.0)
+            Bt = tl.load(B_ptr + b * sB_b + q * sB_l + k * sB_k + n * sB_n, mask=nmask, other=0.0).to(tl.float32)
+            h = tl.exp2(dt[:, None] * A2) * h + (dt * u)[:, None] * Bt[None, :]
+            tl.store(scratch + (j + 1) * BLOCK_D * BLOCK_N + tile, h)
+        for jj in range(steps):  # reverse recurrence over the chunk
+            j = steps - 1 - jj
+            t = t0 + j
+            p = tl.load(index_ptr + k * T + t).to(tl.int64)
+            q = tl.load(pindex_ptr + k * T + t).to(tl.int64)
+            valid = (p >= 0) & (q >= 0)
+            p = tl.maximum(p, 0)
+            q = tl.maximum(q, 0)
+            vmask = dmask & valid
+            u = tl.load(u_ptr + b * su_b + p * su_l + g_slot * su_s + d * su_d, mask=dmask, other=0.0).to(tl.float32)
+            s = tl.load(delta_ptr + b * sd_b + q * sd_l + k * sd_k + d * sd_d, mask=dmask, other=0.0).to(tl.float32)
+            if HAS_BIAS:
+                s += bias
+            dt = tl.where(valid, _softplus(s, SOFTPLUS), 0.0)
+            Bt = tl.load(B_ptr + b * sB_b + q * sB_l + k * sB_k + n * sB_n, mask=nmask, other=0.0).to(tl.float32)
+            Ct = tl.load(C_ptr + b * sC_b + q * sC_l + k * sC_k + n * sC_n, mask=nmask, other=0.0).to(tl.float32)
+            h_prev = tl.load(scratch + j * BLOCK_D * BLOCK_N + tile)
+            h_t = tl.load(scratch + (j + 1) * BLOCK_D * BLOCK_N + tile)
+            decay = tl.exp2(dt[:, None] * A2)
+            dy = tl.load(dy_ptr + b * sy_b + p * sy_l + k * sy_k + d, mask=vmask, other=0.0)
+            g = g_carry + dy[:, None] * Ct[None, :]
+            if HAS_DHIDDEN:
+                g += tl.load(dhidden_ptr + (b * sy_b + p * sy_l + k * sy_k + d[:, None]) * N + n[None, :],
+                             mask=dn_mask & valid, other=0.0)
+            g = tl.where(dn_mask, g, 0.0)
+            g_carry = decay * g
+            g_decay = g * h_prev * decay
+            dA_acc += g_decay * dt[:, None]
+            gB = tl.sum(g * Bt[None, :], axis=1)
+            ddt = tl.sum(g_decay * A, axis=1) + gB * u
+            du = gB * dt
+            if HAS_D:
+                du += Dk * dy
+                dD_acc += dy * u
+            if SOFTPLUS:
+                ds = ddt * tl.where(s <= 20.0, tl.sigmoid(s), 1.0)
+            else:
+                ds = ddt
+            ds = tl.where(vmask, ds, 0.0)
+            dbias_acc += ds
+            du_row = du_ptr + b * sy_b + p * sy_l + k * sy_k + d
+            tl.store(du_row, tl.load(du_row, mask=vmask, other=0.0) + du, mask=vmask)
+            dd_row = ddelta_ptr + b * sy_b + q * sy_l + k * sy_k + d
+            tl.store(dd_row, tl.load(dd_row, mask=vmask, other=0.0) + ds, mask=vmask)
+            bc_off = ((b * L + q) * K + k) * N + n
+            bc_mask = nmask & valid
+            dB_t = tl.sum(g * (dt * u)[:, None], axis=0)
+            dC_t = tl.sum(h_t * dy[:, None], axis=0)
+            tl.store(dB_base + bc_off, tl.load(dB_base + bc_off, mask=bc_mask, other=0.0) + dB_t, mask=bc_mask)
+            tl.store(dC_base + bc_off, tl.load(dC_base + bc_off, mask=bc_mask, other=0.0) + dC_t, mask=bc_mask)
+    part = (b * K + k) * dim
+    tl.store(dA_ptr + (part + d[:, None]) * N + n[None, :], dA_acc, mask=dn_mask)
+    if HAS_D:
+        tl.store(dD_ptr + part + d, dD_acc, mask=dmask)
+    if HAS_BIAS:
+        tl.store(dbias_ptr + part + d, dbias_acc, mask=dmask)
+
+
+def _blocks(dim: int, N: int) -> Tuple[int, int]:
+    block_n = triton.next_power_of_2(N)
+    block_d = min(triton.next_power_of_2(dim), max(16, 512 // block_n))
+    return block_d, block_n
+
+
+def _n_chunks(steps: int) -> int:
+    return max(1, math.ceil(steps / CHUNK))
+
+
+def _tables(prob: ScanProblem) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (prob.index.to(torch.int32).contiguous(), prob.param_index.to(torch.int32).contiguous(),
+            prob.groups.to(torch.int32).contiguous())
+
+
+def _check_dtype(prob: ScanProblem) -> None:
+    if prob.u.dtype == torch.float64:
+        raise ValueError("u: got dtype torch.float64; the triton backend computes in float32 "
+                         "(use backend='torch' or 'reference' for float64)")
+
+
+def _common_args(prob: ScanProblem):
+    u, delta, B, C = prob.u, prob.delta, prob.B, prob.C
+    A = prob.A.float().contiguous()
+    D = prob.D.float().contiguous() if prob.D is not None else A
+    bias = prob.delta_bias.float().contiguous() if prob.delta_bias is not None else A
+    return (u, delta, A, B, C, D, bias, *_tables(prob)), (
+        *u.stride(), *delta.stride(), *B.stride(), *C.stride(),
+    )
+
+
+def forward(
+    prob: ScanProblem, z: Optional[torch.Tensor], merge: str, out_dtype: torch.dtype, return_hidden: bool
+) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
+    _check_dtype(prob)
+    batch, length, K, dim, N, T = prob.sizes
+    block_d, block_n = _blocks(dim, N)
+    n_chunks = _n_chunks(T)
+    y = prob.u.new_zeros(batch, length, K, dim, dtype=torch.float32)
+    hidden = prob.u.new_zeros(batch, length, K, dim, N, dtype=torch.float32) if return_hidden else None
+    ckpt = prob.u.new_empty(batch, K, n_chunks, dim, N, dtype=torch.float32)
+    tensors, strides = _common_args(prob)
+    grid = (batch, triton.cdiv(dim, block_d), K)
+    _scan_fwd_kernel[grid](
+        *tensors, y, hidden if hidden is not None else y, ckpt,
+        T, dim, n_chunks, *strides, *y.stride()[:3],
+        N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK,
+        HAS_D=prob.D is not None, HAS_BIAS=prob.delta_bias is not None, SOFTPLUS=prob.delta_softplus,
+        HAS_HIDDEN=return_hidden,
+    )
+    y_pre = None
+    out = y
+    if z is not None:
+        y_pre = y
+        out = y * F.silu(z[:, :, prob.groups].float())
+    if merge == "sum":
+        out = out.sum(2)
+    elif merge == "mean":
+        out = out.mean(2)
+    return out.to(out_dtype), hidden, ckpt, y_pre
+
+
+def backward(
+    prob: ScanProblem,
+    z: Optional[torch.Tensor],
+    merge: str,
+    ckpt: torch.Tensor,
+    y_pre: Optional[torch.Tensor],
+    dout: torch.Tensor,
+    dhidden: Optional[torch.Tensor],
+) -> Tuple[ScanGrads, Optional[torch.Tensor]]:
+    _check_dtype(prob)
+    batch, length, K, dim, N, T = prob.sizes
+    block_d, block_n = _blocks(dim, N)
+    n_db = triton.cdiv(dim, block_d)
+    n_chunks = ckpt.shape[2]
+    dout = dout.float()
+    if merge == "none":
+        dy = dout
+    else:
+        dy = dout[:, :, None].expand(batch, length, K, dim) / (K if merge == "mean" else 1)
+    dz = None
+    if z is not None:
+        z_k = z[:, :, prob.groups].float()
+        dz_k = dy * y_pre * silu_grad(z_k)
+        dz = torch.stack([dz_k[:, :, prob.groups == s].sum(2) for s in range(z.shape[2])], dim=2)
+        dy = dy * F.silu(z_k)
+    dy = dy.contiguous()
+    if dhidden is not None:
+        dhidden = dhidden.float().contiguous()
+    new = lambda *shape: prob.u.new_zeros(*shape, dtype=torch.float32)  # noqa: E731
+    du_routes, ddelta = new(batch, length, K, dim), new(batch, length, K, dim)
+    dB, dC = new(n_db, batch, length, K, N), new(n_db, batch, length, K, N)
+    dA, dD, dbias = new(batch, K, dim, N), new(batch, K, dim), new(batch, K, dim)
+    scratch = prob.u.new_empty(batch * n_db * K * (CHUNK + 1) * block_d * block_n, dtype=torch.float32)
+    tensors, strides = _common_args(prob)
+    _scan_bwd_kernel[(batch, n_db, K)](
+        *tensors, dy, dhidden if dhidden is not None else dy, ckpt, scratch,
+        du_routes, ddelta, dB, dC, dA, dD, dbias,
+        T, dim, length, n_chunks, *strides, *dy.stride()[:3],
+        N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK,
+        HAS_D=prob.D is not None, HAS_BIAS=prob.delta_bias is not None, SOFTPLUS=prob.delta_softplus,
+        HAS_DHIDDEN=dhidden is not None,
+    )
+    u_slots = prob.u.shape[2]
+    du = torch.stack([du_routes[:, :, prob.groups == s].sum(2) for s in range(u_slots)], dim=2)
+    grads = ScanGrads(
+        u=du, delta=ddelta, A=dA.sum(0), B=dB.sum(0), C=dC.sum(0),
+        D=dD.sum(0) if prob.D is not None else None,
+        delta_bias=dbias.sum(0) if prob.delta_bias is not None else None,
+    )
+    return grads, dz
+
+
+def saved_shapes(sizes: ScanSizes, has_z: bool) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    ckpt = (sizes.batch, sizes.routes, _n_chunks(sizes.steps), sizes.dim, sizes.d_state)
+    extra = (sizes.batch, sizes.length, sizes.routes, sizes.dim) if has_z else (0,)
+    return ckpt, extra
+
+
+def supports(device: torch.device) -> bool:
+    """CUDA devices; the CPU only under the Triton interpreter (TRITON_INTERPRET=1, for tests)."""
+    return device.type == "cuda" or (device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
