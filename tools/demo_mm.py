@@ -29,7 +29,7 @@ from vssm.data import SEG_PALETTE, DemoShapesSpec, generate_demo_shapes  # noqa:
 
 CONFIGS = {
     "seg": osp.join(REPO, "configs/mmseg/upernet_vmamba-demo_1xb8-shapes-128x128.py"),
-    "det": osp.join(REPO, "configs/mmdet/mask-rcnn_vmamba-demo_fpn_1xb8-shapes-128x128.py"),
+    "det": osp.join(REPO, "configs/mmdet/mask-rcnn_vmamba-demo_fpn_1xb4-shapes-128x128.py"),
 }
 METRIC_KEYS = {"seg": ("mIoU",), "det": ("coco/bbox_mAP", "coco/segm_mAP")}
 NUM_SHOWN = 4

@@ -5,7 +5,7 @@ _base_ = [
 ]
 custom_imports = dict(imports=['vssm.mm'], allow_failed_imports=False)
 
-max_iters = 300
+max_iters = 250
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=(128, 128)),
@@ -15,7 +15,8 @@ model = dict(
         arch='vmamba_tiny',
         out_indices=(0, 1, 2, 3),
         dims=[24, 48, 96, 192],
-        depths=[1, 1, 2, 1]),
+        depths=[1, 1, 2, 1],
+        drop_path_rate=0.0),
     decode_head=dict(
         in_channels=[24, 48, 96, 192], channels=64, pool_scales=(1, 2, 4), dropout_ratio=0.0, num_classes=4,
         norm_cfg=norm_cfg),

@@ -18,7 +18,7 @@ from vssm.mm.checkpoint_io import mmengine_checkpoint_globals  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CASES = {
     "seg": ("configs/mmseg/upernet_vmamba-demo_1xb8-shapes-128x128.py", "ade", ("mIoU", "aAcc")),
-    "det": ("configs/mmdet/mask-rcnn_vmamba-demo_fpn_1xb8-shapes-128x128.py", "coco",
+    "det": ("configs/mmdet/mask-rcnn_vmamba-demo_fpn_1xb4-shapes-128x128.py", "coco",
             ("coco/bbox_mAP", "coco/segm_mAP")),
 }
 

@@ -47,13 +47,16 @@ class PlainBackbone(TrunkBackbone):
         self.out_indices = check_indices("out_indices", out_indices, self.num_layers)
         if len(self.out_indices) != 4:
             raise ValueError(f"out_indices: got {out_indices!r}, expected 4 block indices (one per pyramid level)")
-        if frozen_stages > self.num_layers:
-            raise ValueError(f"frozen_stages: got {frozen_stages}, expected <= {self.num_layers} (blocks of {arch})")
+        if frozen_stages > self.out_indices[-1] + 1:
+            raise ValueError(
+                f"frozen_stages: got {frozen_stages}, expected <= {self.out_indices[-1] + 1} (the blocks used)"
+            )
+        self.blocks_name = block_info[0]["module"].rsplit(".", 1)[0]
+        self.prune_trunk(self.out_indices)
         channels = block_info[0]["num_chs"]
         self.out_channels: List[int] = [channels] * 4
         self.tap_norms = nn.ModuleList(LayerNorm2d(channels) for _ in range(4))
         self.pyramid = SimplePyramid(channels, pyramid_norm_cfg)
-        self.blocks_name = block_info[0]["module"].rsplit(".", 1)[0]
         self._block_param = re.compile(rf"^trunk\.{re.escape(self.blocks_name)}\.(\d+)\.")
         self.freeze()
 

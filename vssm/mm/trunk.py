@@ -46,6 +46,10 @@ class TrunkBackbone(BaseModule):
         self.pretrained = PretrainedSpec.from_init_cfg(init_cfg)
         self.trunk = timm.create_model(arch, pretrained=False, num_classes=0, **model_kwargs)
 
+    def prune_trunk(self, out_indices: Sequence[int]) -> None:
+        """Drop what no output uses (later stages / blocks, final norm, head): unused parameters break DDP."""
+        self.trunk.prune_intermediate_layers(list(out_indices), prune_norm=True, prune_head=True)
+
     def frozen_modules(self) -> List[nn.Module]:
         """Modules whose parameters ``frozen_stages`` freezes (and keeps in eval mode)."""
         raise NotImplementedError

@@ -40,11 +40,14 @@ class VMamba(TrunkBackbone):
         super().__init__(arch, frozen_stages, norm_eval, init_cfg, model_kwargs)
         stage_info = self.trunk.feature_info
         self.out_indices = check_indices("out_indices", out_indices, len(stage_info))
-        if frozen_stages > len(stage_info):
-            raise ValueError(f"frozen_stages: got {frozen_stages}, expected <= {len(stage_info)} (stages of {arch})")
+        if frozen_stages > self.out_indices[-1] + 1:
+            raise ValueError(
+                f"frozen_stages: got {frozen_stages}, expected <= {self.out_indices[-1] + 1} (the stages used)"
+            )
         self.out_channels: List[int] = [stage_info[i]["num_chs"] for i in self.out_indices]
-        self.out_norms = nn.ModuleList(LayerNorm2d(c) for c in self.out_channels)
         self.stage_names = [info["module"] for info in stage_info]
+        self.prune_trunk(self.out_indices)
+        self.out_norms = nn.ModuleList(LayerNorm2d(c) for c in self.out_channels)
         self.freeze()
 
     def frozen_modules(self) -> List[nn.Module]:

@@ -7,7 +7,7 @@ _base_ = [
 ]
 custom_imports = dict(imports=['vssm.mm'], allow_failed_imports=False)
 
-max_iters = 400
+max_iters = 300
 width = 64
 model = dict(
     backbone=dict(
@@ -16,7 +16,8 @@ model = dict(
         arch='vmamba_tiny',
         out_indices=(0, 1, 2, 3),
         dims=[24, 48, 96, 192],
-        depths=[1, 1, 2, 1]),
+        depths=[1, 1, 2, 1],
+        drop_path_rate=0.0),
     neck=dict(in_channels=[24, 48, 96, 192], out_channels=width),
     rpn_head=dict(
         in_channels=width, feat_channels=width,
