@@ -1,0 +1,182 @@
+"""Selective-scan speed on the GPU: vssm's Triton backend vs the mamba_ssm CUDA pipeline, in one run.
+
+    python benchmarks/scan_bench.py [--cases a b c d e] [--out DIR]
+
+Cases (bf16 inputs):
+  (a) VMamba-T stage 1: batch 128, 56x56, dim 96, N 1, K 4 (cross)
+  (b) the same with dim 192          (c) dim 192, N 16 (VMamba v0)
+  (d) Vim-tiny layer: batch 128, L 197, dim 384, N 16, K 2 (bidirectional) with z
+  (e) zigzag and hilbert at (a)'s shape
+Columns: ours (triton, one launch over all routes, gather/merge in-kernel); the anchor = torch cross-scan (u
+re-ordered into K copies) + mamba_ssm ``selective_scan_fn`` (routes as channel groups) + torch merge (n/a when
+mamba_ssm is not installed); our torch backend (forward only); the byte floor = (every input read once +
+output written once) / copy bandwidth measured in this run. Medians of triton.testing.do_bench.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+import triton
+from triton.testing import do_bench
+
+from vssm.kernels import selective_scan
+from vssm.scans import get_scan
+
+CASES = {
+    "a": dict(batch=128, H=56, W=56, dim=96, N=1, scan="cross", z=False),
+    "b": dict(batch=128, H=56, W=56, dim=192, N=1, scan="cross", z=False),
+    "c": dict(batch=128, H=56, W=56, dim=192, N=16, scan="cross", z=False),
+    "d": dict(batch=128, H=1, W=197, dim=384, N=16, scan="bidirectional", z=True),
+    "e-zigzag": dict(batch=128, H=56, W=56, dim=96, N=1, scan="zigzag", z=False),
+    "e-hilbert": dict(batch=128, H=56, W=56, dim=96, N=1, scan="hilbert", z=False),
+}
+
+
+def copy_bandwidth() -> float:
+    """Bytes/s of a large device-to-device copy (read + write)."""
+    x = torch.empty(1 << 29, dtype=torch.uint8, device="cuda")
+    y = torch.empty_like(x)
+    ms = do_bench(lambda: y.copy_(x), warmup=25, rep=200, return_mode="median")
+    return 2 * x.numel() / (ms * 1e-3)
+
+
+def make_inputs(case: Dict, device: str = "cuda", dtype=torch.bfloat16) -> Dict:
+    routes = get_scan(case["scan"]).routes(case["H"], case["W"], device)
+    K, L, b, d, N = routes.num_routes, case["H"] * case["W"], case["batch"], case["dim"], case["N"]
+    gen = lambda *s: torch.randn(*s, device=device, dtype=dtype)  # noqa: E731
+    return dict(
+        routes=routes, scan=case["scan"], grid=(case["H"], case["W"]), u=gen(b, L, 1, d), delta=0.5 * gen(b, L, K, d), B=gen(b, L, K, N), C=gen(b, L, K, N),
+        A=-(torch.rand(K, d, N, device=device) + 0.5), D=torch.randn(K, d, device=device),
+        delta_bias=0.1 * torch.randn(K, d, device=device), z=gen(b, L, 1, d) if case["z"] else None,
+    )
+
+
+def ours(inputs: Dict, backend: str) -> Callable[[], torch.Tensor]:
+    merge = inputs["routes"].merge
+    names = ("u", "delta", "A", "B", "C", "D", "delta_bias", "z")
+    return lambda: selective_scan(*(inputs[n] for n in names), routes=inputs["routes"], merge=merge, backend=backend)
+
+
+def anchor(inputs: Dict) -> Optional[Tuple[Callable[[], torch.Tensor], List[torch.Tensor]]]:
+    """The mamba_ssm pipeline as VMamba / Vim run it: u re-ordered into K route copies (cross: transposes and
+    flips, like VMamba's torch cross-scan; other permutations: one gather), delta/B/C already in route order
+    (they are projected from the re-ordered copies), mamba_ssm ``selective_scan_fn`` with routes as channel
+    groups (B, K*D, L), then the merge back to raster order (flips/transposes, or the inverse permutation).
+    Returns the function and its leaf tensors (channel-first, as the anchor consumes them)."""
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except ImportError:
+        return None
+    routes = inputs["routes"]
+    index = routes.index.long()
+    K, T = index.shape
+    b, L, _, d = inputs["u"].shape
+    N = inputs["A"].shape[-1]
+    H, W = inputs["grid"]
+    cross = inputs["scan"] == "cross"
+    inverse = torch.argsort(index, dim=1)
+    like = lambda *shape: (0.5 * torch.randn(*shape, device="cuda")).to(inputs["u"].dtype)  # noqa: E731
+    u_cf = inputs["u"][:, :, 0].transpose(1, 2).contiguous()  # (b, d, L)
+    z_cf = inputs["z"][:, :, 0].transpose(1, 2).contiguous() if inputs["z"] is not None else None
+    delta, Bs, Cs = like(b, K * d, T), like(b, K, N, T), like(b, K, N, T)
+    A = inputs["A"].reshape(K * d, N).contiguous()
+    D = inputs["D"].reshape(-1).contiguous()
+    bias = inputs["delta_bias"].reshape(-1).contiguous()
+    leaves = [t for t in (u_cf, delta, Bs, Cs, z_cf, A, D, bias) if t is not None]
+
+    def to_routes(x: torch.Tensor) -> torch.Tensor:  # (b, d, L) -> (b, K*d, T)
+        if cross:
+            rows = x.view(b, d, L)
+            cols = x.view(b, d, H, W).transpose(2, 3).reshape(b, d, L)
+            return torch.stack([rows, cols, rows.flip(-1), cols.flip(-1)], dim=1).view(b, K * d, L)
+        return x[:, :, index].permute(0, 2, 1, 3).reshape(b, K * d, T)
+
+    def from_routes(ys: torch.Tensor) -> torch.Tensor:  # (b, K, d, T) -> (b, d, L), summed over routes
+        if cross:
+            rows = ys[:, 0] + ys[:, 2].flip(-1)
+            cols = (ys[:, 1] + ys[:, 3].flip(-1)).view(b, d, W, H).transpose(2, 3).reshape(b, d, L)
+            return rows + cols
+        return sum(ys[:, k][:, :, inverse[k]] for k in range(K))
+
+    def run() -> torch.Tensor:
+        zs = to_routes(z_cf) if z_cf is not None else None
+        ys = selective_scan_fn(to_routes(u_cf), delta, A, Bs, Cs, D, zs, bias, delta_softplus=True)
+        y = from_routes(ys.view(b, K, d, T))
+        return y / K if routes.merge == "mean" else y
+
+    return run, leaves
+
+
+def fwd_bwd(fn: Callable[[], torch.Tensor], leaves: List[torch.Tensor]) -> Callable[[], None]:
+    for t in leaves:
+        t.requires_grad_(True)
+
+    def run() -> None:
+        out = fn()
+        out.backward(torch.ones_like(out))
+        for t in leaves:
+            t.grad = None
+
+    return run
+
+
+def floor_ms(inputs: Dict, bandwidth: float) -> float:
+    tensors = [inputs[n] for n in ("u", "delta", "B", "C", "z") if inputs[n] is not None]
+    read = sum(t.numel() * t.element_size() for t in tensors)
+    written = inputs["u"].numel() * inputs["u"].element_size()
+    return (read + written) / bandwidth * 1e3
+
+
+def bench(fn: Optional[Callable], **kw) -> Optional[float]:
+    if fn is None:
+        return None
+    return do_bench(fn, warmup=25, rep=100, return_mode="median", **kw)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=list(CASES))
+    parser.add_argument("--out", default=None, help="folder for scan_bench.json")
+    parser.add_argument("--no-torch", action="store_true", help="skip the (slow) torch-backend column")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    bandwidth = copy_bandwidth()
+    meta = dict(device=torch.cuda.get_device_name(), date=datetime.date.today().isoformat(),
+                torch=torch.__version__, triton=triton.__version__, copy_bandwidth_TBps=bandwidth / 1e12)
+    print(f"# {meta['device']}, {meta['date']}, torch {meta['torch']}, triton {meta['triton']}, "
+          f"copy bandwidth {bandwidth / 1e12:.2f} TB/s")
+    print("| case | ours fwd (ms) | anchor fwd (ms) | fwd speed-up | ours fwd+bwd (ms) | anchor fwd+bwd (ms) | fwd+bwd speed-up | torch fwd (ms) | byte floor (ms) | ours fwd / floor |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for name in args.cases:
+        case = CASES[name]
+        inputs = make_inputs(case)
+        mine, base = ours(inputs, "triton"), anchor(inputs)
+        with torch.no_grad():
+            row = dict(case=name, **case, ours_fwd=bench(mine), anchor_fwd=bench(base[0]) if base else None,
+                       torch_fwd=None if args.no_torch else bench(ours(inputs, "torch")))
+        our_leaves = [t for t in inputs.values() if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        row["ours_fwd_bwd"] = bench(fwd_bwd(mine, our_leaves))
+        row["anchor_fwd_bwd"] = bench(fwd_bwd(*base)) if base else None
+        row["floor"] = floor_ms(inputs, bandwidth)
+        rows.append(row)
+        f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        ratio = lambda a, b: "n/a" if a is None or b is None else f"{a / b:.2f}x"  # noqa: E731
+        print(f"| {name} | {f(row['ours_fwd'])} | {f(row['anchor_fwd'])} | {ratio(row['anchor_fwd'], row['ours_fwd'])} | "
+              f"{f(row['ours_fwd_bwd'])} | {f(row['anchor_fwd_bwd'])} | {ratio(row['anchor_fwd_bwd'], row['ours_fwd_bwd'])} | "
+              f"{f(row['torch_fwd'])} | {f(row['floor'])} | {ratio(row['ours_fwd'], row['floor'])} |", flush=True)
+        del inputs
+        torch.cuda.empty_cache()
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "scan_bench.json"), "w") as fh:
+            json.dump(dict(meta=meta, rows=rows), fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
