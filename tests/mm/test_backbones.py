@@ -38,7 +38,7 @@ def test_vmamba_outputs_strides_channels_and_norms():
     feats = model(torch.randn(2, 3, int(h), int(w)))
     assert len(feats) == 3 and model.out_channels == [32, 48, 64]
     for f, i, c in zip(feats, out_indices, model.out_channels):
-        assert f.shape == (2, c, h // 2 ** (i + 2), w // 2 ** (i + 2))
+        assert f.shape == (2, c, h // 2 ** (i + 2), w // 2 ** (i + 2)) and f.is_contiguous()
         # each output went through its LayerNorm2d (default affine): per-pixel zero mean over channels
         assert f.mean(1).abs().max() < 1e-4
 
@@ -77,6 +77,7 @@ def test_plain_backbone_pyramid_and_layer_ids(cls):
     model = cls(out_indices=(0, 1, 2, 3), **kwargs)
     feats = model(torch.randn(2, 3, 64, 64))
     assert [tuple(f.shape[1:]) for f in feats] == [(32, 16, 16), (32, 8, 8), (32, 4, 4), (32, 2, 2)]
+    assert all(f.is_contiguous() for f in feats)
     assert model.num_layers == 4
     ids = {name: model.get_layer_id(name) for name, _ in model.named_parameters()}
     assert ids["trunk.pos_embed"] == 0

@@ -1,6 +1,6 @@
 """A tiny deterministic "shapes" dataset for the OpenMMLab demo and tests.
 
-Each image is a noisy low-frequency background with 1-4 filled shapes (circle, square, triangle) drawn on top;
+Each image is a noisy low-frequency grey background with 1-4 filled shapes (circle, square, triangle) drawn on top;
 every class has its own hue band (with jitter), so a small model can learn it in minutes on a CPU. The same
 images are written in two layouts:
 
@@ -27,7 +27,7 @@ CLASSES: Tuple[str, ...] = ("circle", "square", "triangle")
 SEG_CLASSES: Tuple[str, ...] = ("background",) + CLASSES
 SEG_PALETTE: Tuple[Tuple[int, int, int], ...] = ((0, 0, 0), (220, 60, 60), (60, 200, 60), (60, 90, 230))
 # Centre hue per class on OpenCV's 0..179 scale: red, green, blue.
-_CLASS_HUES: Tuple[int, ...] = (0, 60, 115)
+_CLASS_HUES: Tuple[int, ...] = (0, 60, 120)
 SPLITS: Dict[str, str] = {"train": "training", "val": "validation"}
 
 
@@ -59,10 +59,9 @@ class DemoShapesSpec:
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A (size, size, 3) uint8 BGR image: smooth grey-brown gradient plus pixel noise."""
-    coarse = rng.uniform(70, 170, size=(4, 4, 3)).astype(np.float32)
-    coarse[..., 1:] = coarse[..., :1] * rng.uniform(0.85, 1.0, size=(4, 4, 2)).astype(np.float32)
-    smooth = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+    """A (size, size, 3) uint8 BGR image: a smooth neutral-grey gradient plus per-channel pixel noise."""
+    coarse = rng.uniform(70, 170, size=(4, 4)).astype(np.float32)
+    smooth = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)[..., None].repeat(3, axis=2)
     noisy = smooth + rng.normal(0, 12, size=smooth.shape).astype(np.float32)
     return np.clip(noisy, 0, 255).astype(np.uint8)
 

@@ -90,7 +90,8 @@ class PlainBackbone(TrunkBackbone):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """x: (B, 3, H, W) -> (B, C, H/4, W/4), (B, C, H/8, W/8), (B, C, H/16, W/16), (B, C, H/32, W/32)."""
         taps = self.trunk.forward_intermediates(x, indices=list(self.out_indices), intermediates_only=True)
-        return self.pyramid([norm(t) for norm, t in zip(self.tap_norms, taps)])
+        # LayerNorm2d leaves channels-last strides; mmcv's CPU RoIAlign reads raw NCHW memory.
+        return tuple(f.contiguous() for f in self.pyramid([norm(t) for norm, t in zip(self.tap_norms, taps)]))
 
 
 @register_model

@@ -58,6 +58,7 @@ class VMamba(TrunkBackbone):
         return stem + stages
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """x: (B, 3, H, W) -> per out index i: (B, out_channels[i], ceil(H / 2**(i+2)), ceil(W / 2**(i+2)))."""
+        """x: (B, 3, H, W) -> per out index i: contiguous (B, out_channels[i], H / 2**(i+2), W / 2**(i+2))."""
         features = self.trunk.forward_intermediates(x, indices=list(self.out_indices), intermediates_only=True)
-        return tuple(norm(f) for norm, f in zip(self.out_norms, features))
+        # LayerNorm2d leaves channels-last strides; mmcv's CPU RoIAlign reads raw NCHW memory.
+        return tuple(norm(f).contiguous() for norm, f in zip(self.out_norms, features))
