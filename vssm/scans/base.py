@@ -54,7 +54,15 @@ class ScanStrategy(ABC):
         key = (H, W, str(device))
         cached = self._cache.get(key)
         if cached is None:
-            cached = _to_device(self.build_routes(H, W), device)
+            # Small integer arithmetic: one thread is fastest, and immune to OpenMP oversubscription
+            # (on a busy 2-core machine multi-threaded index ops ran 100x slower).
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                built = self.build_routes(H, W)
+            finally:
+                torch.set_num_threads(threads)
+            cached = _to_device(built, device)
             self._cache[key] = cached
         return cached
 

@@ -37,13 +37,20 @@ def diagonal_order(H: int, W: int) -> torch.Tensor:
 
 
 def spiral_order(H: int, W: int) -> torch.Tensor:
-    """Clockwise spiral from the top-left corner inward."""
-    grid = raster_grid(H, W)
-    out = []
-    while grid.numel():
-        out.append(grid[0])
-        grid = grid[1:].t().flip(0)  # rotate the rest counter-clockwise so the next side is on top
-    return torch.cat(out).int()
+    """Clockwise spiral from the top-left corner inward (closed form: ring, then position on the ring)."""
+    i, j = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    ring = torch.minimum(torch.minimum(i, j), torch.minimum(H - 1 - i, W - 1 - j))
+    h, w = H - 2 * ring, W - 2 * ring  # size of each cell's ring
+    before = ring * (2 * H + 2 * W - 4) - 4 * ring * (ring - 1)  # cells on the outer rings
+    top, right = i == ring, j == ring + w - 1
+    bottom = i == ring + h - 1
+    along = torch.where(
+        top, j - ring,
+        torch.where(right, w - 1 + i - ring,
+                    torch.where(bottom, 2 * (w - 1) + h - 1 - (j - ring),
+                                2 * (w - 1) + 2 * (h - 1) - (i - ring))),
+    )
+    return torch.argsort((before + along).reshape(-1)).int()
 
 
 def pattern_routes(pattern: str, H: int, W: int) -> torch.Tensor:
