@@ -44,6 +44,25 @@ def test_features_only_strides(name):
     assert model.feature_info.reduction() == [4, 8, 16, 32]
 
 
+def test_features_only_out_indices():
+    model = timm.create_model("vmamba_tiny", features_only=True, out_indices=(1, 3), depths=(1, 1, 1, 1), dims=8)
+    feats = model(torch.randn(1, 3, 70, 45))  # not divisible by 32: the stride-2 convs round up
+    assert [tuple(f.shape) for f in feats] == [(1, 16, 9, 6), (1, 64, 3, 2)]
+    assert model.feature_info.reduction() == [8, 32] and model.feature_info.channels() == [16, 64]
+
+
+def test_img_size_sets_the_resolved_input_size():
+    from timm.data import resolve_data_config
+
+    h, w = torch.randint(2, 8, (2,)).mul(32).tolist()
+    model = tiny("vmamba_tiny", img_size=(h, w))
+    assert resolve_data_config(model=model)["input_size"] == (3, h, w)
+    assert model.pretrained_cfg["pool_size"] == (h // 32, w // 32)
+    assert model(torch.randn(1, 3, h, w)).shape == (1, 5)
+    with pytest.raises(ValueError, match="img_size: got"):
+        tiny("vmamba_tiny", img_size=(64, 64, 64))
+
+
 def test_forward_intermediates_and_head():
     model = tiny("vmamba_tiny").eval()
     x = torch.randn(1, 3, 64, 64)

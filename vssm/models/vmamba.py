@@ -10,6 +10,7 @@ Layout: the stem and downsamplers take/give channel-first maps; blocks run chann
 """
 from __future__ import annotations
 
+import math
 import re
 from functools import partial
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -326,7 +327,22 @@ def checkpoint_filter_fn(checkpoint: Any, model: VMamba) -> StateDict:
     return out
 
 
+def _input_size_overlay(img_size: Union[int, Sequence[int]], in_chans: int) -> Dict[str, Tuple[int, ...]]:
+    """pretrained_cfg entries for a nominal ``img_size`` (int or (H, W)): input_size and the head's pool_size."""
+    size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    if len(size) != 2 or not all(isinstance(s, int) and s >= 4 for s in size):
+        raise ValueError(f"img_size: got {img_size!r}, expected an int or (H, W) of ints >= 4")
+    return dict(input_size=(in_chans, *size), pool_size=tuple(math.ceil(s / 32) for s in size))
+
+
 def _create_vmamba(variant: str, pretrained: bool = False, **kwargs: Any) -> VMamba:
+    img_size = kwargs.pop("img_size", None)
+    if img_size is not None:
+        # The model itself takes any size (no position embedding); img_size sets the input size that
+        # timm's data config (resolve_data_config) reads from pretrained_cfg.
+        overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
+        overlay.update(_input_size_overlay(img_size, kwargs.get("in_chans", 3)))
+        kwargs["pretrained_cfg_overlay"] = overlay
     return create_model_from_file_or_cfg(
         VMamba, variant, pretrained, checkpoint_filter_fn,
         feature_cfg=dict(out_indices=(0, 1, 2, 3), feature_cls="getter"),
