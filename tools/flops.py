@@ -8,7 +8,7 @@ selective-scan formula 9*B*L*D*N + B*D*L, head included.
 from __future__ import annotations
 
 import argparse
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import timm
 
@@ -38,12 +38,12 @@ def _fmt(ours: float, official: Optional[float]) -> str:
     return f"{ours:.2f} (official {official}, {100 * (ours - official) / official:+.1f}%)"
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--scan", default=None, help="swap the scan strategy")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     for name in args.models:
         kwargs = dict(scan=args.scan) if args.scan else {}
         r = describe(name, args.size, **kwargs)
