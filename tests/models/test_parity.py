@@ -55,8 +55,14 @@ def test_missing_and_unexpected_keys_are_reported(tmp_path):
     torch.save({"model": state}, tmp_path / "checkpoint.pth")
     for name in ("config.json", "input.pt", "logits.pt"):
         (tmp_path / name).write_bytes((folder / name).read_bytes())
-    with pytest.raises(RuntimeError, match=r"(?s)Missing key\(s\).*layers\.0\.blocks\.0\.op\.Ds.*Unexpected key\(s\).*layers\.0\.blocks\.0\.op\.bogus"):
+    with pytest.raises(ValueError, match=r"missing keys \['layers\.0\.blocks\.0\.op\.Ds'\], unexpected keys \['layers\.0\.blocks\.0\.op\.bogus'\]"):
         check_parity.check_fixture(tmp_path)
+    # also when num_classes differs from the checkpoint's (timm then drops the head and loads non-strictly)
+    import timm
+
+    with pytest.raises(ValueError, match=r"missing keys \['layers\.0\.blocks\.0\.op\.Ds'\]"):
+        timm.create_model("vmamba_tiny", pretrained=True, depths=(1, 1, 2, 1), dims=8, ssm_ratio=2.0, num_classes=3,
+                          pretrained_cfg_overlay=dict(file=str(tmp_path / "checkpoint.pth")))
 
 
 def test_pickled_config_objects_are_read_safely(tmp_path):

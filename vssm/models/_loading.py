@@ -70,5 +70,25 @@ def create_model_from_file_or_cfg(
         overlay["state_dict"] = load_checkpoint_file(path)
         kwargs["pretrained_cfg_overlay"] = overlay
     return build_model_with_cfg(
-        model_cls, variant, pretrained, pretrained_filter_fn=filter_fn, pretrained_strict=True, **kwargs
+        model_cls, variant, pretrained, pretrained_filter_fn=_reporting(filter_fn), pretrained_strict=True, **kwargs
     )
+
+
+def _reporting(filter_fn: Callable[[Any, torch.nn.Module], StateDict]) -> Callable[[Any, torch.nn.Module], StateDict]:
+    """Wrap a converter so that every key outside the classifier must match: timm drops the head and loads
+    non-strictly when num_classes differs from the checkpoint's, which would otherwise let missing or
+    unexpected backbone keys pass silently."""
+
+    def convert(checkpoint: Any, model: torch.nn.Module) -> StateDict:
+        state = filter_fn(checkpoint, model)
+        classifier = getattr(model, "pretrained_cfg", {}).get("classifier") or "head"
+        body = lambda keys: {k for k in keys if not k.startswith(classifier + ".")}  # noqa: E731
+        expected, given = body(model.state_dict()), body(state)
+        missing, unexpected = sorted(expected - given), sorted(given - expected)
+        if missing or unexpected:
+            raise ValueError(
+                f"checkpoint conversion for {type(model).__name__}: missing keys {missing}, unexpected keys {unexpected}"
+            )
+        return state
+
+    return convert
