@@ -4,7 +4,7 @@ dataset_type = 'CocoDataset'
 data_root = 'data/demo/coco/'
 metainfo = dict(
     classes=('circle', 'square', 'triangle'),
-    palette=[(220, 60, 60), (60, 200, 60), (60, 90, 230)])
+    palette=[(60, 90, 230), (60, 200, 60), (220, 60, 60)])
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),

@@ -5,7 +5,7 @@ dataset_type = 'BaseSegDataset'
 data_root = 'data/demo/ade'
 metainfo = dict(
     classes=('background', 'circle', 'square', 'triangle'),
-    palette=[[0, 0, 0], [220, 60, 60], [60, 200, 60], [60, 90, 230]])
+    palette=[[0, 0, 0], [60, 90, 230], [60, 200, 60], [220, 60, 60]])
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=False),
