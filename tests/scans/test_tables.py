@@ -99,6 +99,25 @@ def test_hilbert_steps_are_neighbours(H, W):
         assert diagonal <= (1 if long_side % 2 == 1 and short_side % 2 == 0 else 0)
 
 
+def test_hilbert_runs_corner_to_corner_with_a_diagonal_only_where_parity_forces_it():
+    def diagonals(H, W):
+        route = get_scan("hilbert").routes(H, W).index[0].long()
+        r, c = route // W, route % W
+        return int((((r[1:] - r[:-1]).abs() == 1) & ((c[1:] - c[:-1]).abs() == 1)).sum())
+
+    def far_corner(H, W):  # the curve runs from (0, 0) to the far end of its major (longer) axis
+        return (0, W - 1) if W >= H else (H - 1, 0)
+
+    for H, W in [(4, 5), (5, 4), (6, 7), (4, 39), (5, 5), (8, 8), (6, 6), (9, 14)]:
+        route = get_scan("hilbert").routes(H, W).index[0]
+        assert int(route[0]) == 0 and divmod(int(route[-1]), W) == far_corner(H, W)
+        # 4-neighbour steps flip the checkerboard colour, a diagonal keeps it: H*W - 1 steps from (0, 0) to
+        # the far corner need exactly one diagonal when the step count and the corner's colour disagree
+        needed = (H * W - 1 + sum(far_corner(H, W))) % 2
+        assert diagonals(H, W) == needed
+    assert [diagonals(H, W) for H, W in [(4, 5), (5, 4), (6, 7), (4, 39)]] == [1, 1, 1, 1]
+
+
 def test_hilbert_is_the_classic_curve_on_a_power_of_two():
     assert get_scan("hilbert").routes(4, 4).index[0].tolist() == [0, 1, 5, 4, 8, 12, 13, 9, 10, 14, 15, 11, 7, 6, 2, 3]
 
