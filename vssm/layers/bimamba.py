@@ -1,0 +1,91 @@
+"""Vim's bidirectional Mamba mixer, generalised to the K routes of any scan strategy.
+
+in_proj -> x, z (shared) -> per route k: causal depthwise Conv1d (k=4) *along route k* -> SiLU -> x_proj,
+dt_proj -> selective scan along route k with its own A, D -> * silu(z) -> merge (Vim: mean of the 2 routes)
+-> out_proj. With the default ``bidirectional`` scan, route 1 is the reversed sequence, so its conv is
+anti-causal in sequence order and this is exactly Vim's "bimamba v2" (flipped x and z, outputs halved).
+
+The sequence is scanned as a 1 x L strip (``strategy.forward(..., H=1, W=L)``): Vim's class token sits
+inside the sequence, so a 2-D strategy sees one row of tokens. The per-route convolution needs every route
+to visit each token exactly once (a permutation); strategies with padding or repeated visits raise.
+
+Parameters are stacked per route: conv_weight (K*D, 1, k), conv_bias (K*D), x_proj_weight (K, R+2N, D),
+dt_proj_weight (K, D, R), dt_proj_bias (K, D), A_log (K, D, N), D (K, D); route 0 = Vim's forward branch,
+route 1 = its backward branch (``*_b`` in official checkpoints).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..scans import ScanParams, ScanStrategy, get_scan
+from .ssm_init import init_A_log, init_dt_bias, init_dt_weight, init_linear_weight
+
+
+class BiMambaMixer(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        d_state: int = 16,
+        expand: int = 2,
+        dt_rank: Optional[int] = None,
+        d_conv: int = 4,
+        scan: Union[str, ScanStrategy] = "bidirectional",
+        scan_kwargs: Optional[dict] = None,
+    ) -> None:
+        super().__init__()
+        self.d_inner = d_inner = expand * dim
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.dt_rank = dt_rank or math.ceil(dim / 16)
+        self.scan = get_scan(scan, **(scan_kwargs or {}))
+        K = self.scan.num_routes
+        if self.scan.route_dim(d_inner) != d_inner:
+            raise ValueError(f"scan: {self.scan.name!r} splits channels across routes; the Vim mixer scans all {d_inner} channels per route")
+        self.in_proj = nn.Linear(dim, 2 * d_inner, bias=False)
+        self.conv_weight = nn.Parameter(init_linear_weight((K * d_inner, 1, d_conv), d_conv))
+        self.conv_bias = nn.Parameter(init_linear_weight((K * d_inner,), d_conv))
+        self.x_proj_weight = nn.Parameter(init_linear_weight((K, self.dt_rank + 2 * d_state, d_inner), d_inner))
+        self.dt_proj_weight = nn.Parameter(init_dt_weight((K, d_inner, self.dt_rank), self.dt_rank))
+        self.dt_proj_bias = nn.Parameter(init_dt_bias(K * d_inner).view(K, d_inner))
+        self.A_log = nn.Parameter(init_A_log(K * d_inner, d_state).view(K, d_inner, d_state))
+        self.D = nn.Parameter(torch.ones(K, d_inner))
+        self.scan_module = self.scan.make_module(d_inner, d_state)
+        self.out_proj = nn.Linear(d_inner, dim, bias=False)
+
+    def _route_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """x (b, L, D) -> u (b, L, K, D): SiLU(causal depthwise conv along each route), at raster positions."""
+        b, L, D = x.shape
+        index = self.scan.routes(1, L, x.device).index.long()  # (K, T)
+        K = index.shape[0]
+        inverse = torch.argsort(index, dim=1)
+        if index.shape[1] != L or not torch.equal(index.gather(1, inverse), torch.arange(L, device=x.device).expand(K, L)):
+            raise ValueError(f"scan: {self.scan.name!r} routes on 1 x {L} are not permutations of the {L} tokens; the Vim mixer needs them to be")
+        seq = x[:, index]  # (b, K, L, D) in route order
+        seq = seq.permute(0, 1, 3, 2).reshape(b, K * D, L)
+        seq = F.conv1d(F.pad(seq, (self.d_conv - 1, 0)), self.conv_weight.to(x.dtype), self.conv_bias.to(x.dtype), groups=K * D)
+        seq = F.silu(seq).view(b, K, D, L).permute(0, 1, 3, 2)  # (b, K, L, D)
+        u = seq.gather(2, inverse[None, :, :, None].expand(b, K, L, D))  # back to raster positions
+        return u.permute(0, 2, 1, 3)
+
+    def project(self, u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """u (b, L, K, D) -> delta (b, L, K, D), B and C (b, L, K, N): each route's own x_proj, dt_proj."""
+        x_dbl = torch.einsum("blkd,kcd->blkc", u, self.x_proj_weight.to(u.dtype))
+        dts, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        return torch.einsum("blkr,kdr->blkd", dts, self.dt_proj_weight.to(u.dtype)), B, C
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (b, L, C) -> (b, L, C)."""
+        b, L, _ = x.shape
+        x, z = self.in_proj(x).chunk(2, dim=-1)
+        u = self._route_conv(x)
+        K = u.shape[2]
+        params = ScanParams(A=-torch.exp(self.A_log.float()), D=self.D.float(), delta_bias=self.dt_proj_bias.float())
+        y = self.scan.forward(
+            u, self.project, params, 1, L, z=z[:, :, None].expand(b, L, K, self.d_inner), module=self.scan_module
+        )
+        return self.out_proj(y)

@@ -1,0 +1,73 @@
+"""PlainMamba's 2-D mixer, generic over the scan strategy.
+
+in_proj (bias) -> x, z -> 7x7 depthwise Conv2d -> SiLU -> ONE shared set of x_proj / dt_proj / A_log / D
+used by every route (expanded to the strategy's K routes as stride-0 views, never copied) -> scan (default
+``zigzag``: only u is reordered, the (5, N) ``direction_Bs`` table is added to B) -> sum over routes
+-> * silu(z) -> out_proj (bias).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from ..scans import ScanParams, ScanStrategy, get_scan
+from .ssm_init import init_A_log, init_dt_bias, init_dt_weight
+
+
+class PlainMambaMixer(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        d_state: int = 16,
+        expand: int = 2,
+        dt_rank: Optional[int] = None,
+        d_conv: int = 7,
+        scan: Union[str, ScanStrategy] = "zigzag",
+        scan_kwargs: Optional[dict] = None,
+    ) -> None:
+        super().__init__()
+        self.d_inner = d_inner = expand * dim
+        self.d_state = d_state
+        self.dt_rank = dt_rank or math.ceil(dim / 16)
+        self.scan = get_scan(scan, **(scan_kwargs or {}))
+        if self.scan.route_dim(d_inner) != d_inner:
+            raise ValueError(f"scan: {self.scan.name!r} splits channels across routes; PlainMamba's shared SSM parameters scan all {d_inner} channels")
+        self.in_proj = nn.Linear(dim, 2 * d_inner)
+        self.conv2d = nn.Conv2d(d_inner, d_inner, d_conv, padding=d_conv // 2, groups=d_inner)
+        self.act = nn.SiLU()
+        self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, d_inner)
+        with torch.no_grad():
+            self.dt_proj.weight.copy_(init_dt_weight(self.dt_proj.weight.shape, self.dt_rank))
+            self.dt_proj.bias.copy_(init_dt_bias(d_inner))
+        self.A_log = nn.Parameter(init_A_log(d_inner, d_state))
+        self.D = nn.Parameter(torch.ones(d_inner))
+        self.scan_module = self.scan.make_module(d_inner, d_state)
+        self.out_proj = nn.Linear(d_inner, dim)
+
+    def project(self, u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """u (b, L, Ku, D) -> delta (b, L, K, D), B and C (b, L, K, N), the same projection for every route."""
+        K = self.scan.num_routes
+        x_dbl = self.x_proj(u)
+        dts, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = torch.matmul(dts, self.dt_proj.weight.t())
+        expand = lambda t: t.expand(-1, -1, K, -1) if t.shape[2] == 1 else t  # noqa: E731
+        return expand(delta), expand(B), expand(C)
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        """x (b, H*W, C) raster tokens -> (b, H*W, C)."""
+        b, L, _ = x.shape
+        x, z = self.in_proj(x).chunk(2, dim=-1)
+        x = self.act(self.conv2d(x.transpose(1, 2).reshape(b, self.d_inner, H, W)))
+        u = x.flatten(2).transpose(1, 2)[:, :, None]  # (b, L, 1, D)
+        K = self.scan.num_routes
+        params = ScanParams(
+            A=(-torch.exp(self.A_log.float()))[None].expand(K, -1, -1),
+            D=self.D.float()[None].expand(K, -1),
+            delta_bias=self.dt_proj.bias.float()[None].expand(K, -1),
+        )
+        y = self.scan.forward(u, self.project, params, H, W, z=z[:, :, None], module=self.scan_module)
+        return self.out_proj(y)
