@@ -2,19 +2,26 @@
 
 Reference semantics: :mod:`vssm.kernels.reference` (tests compare against it).
 
-Forward: one program per (batch, block of BLOCK_D channels, route k). It walks the route's steps, gathers
-the visited token's u / delta / B / C rows straight from the raster-order inputs (no re-ordered copies),
-keeps the state [BLOCK_D, N] in fp32 registers, and accumulates y_k into an fp32 per-route buffer
+Forward: programs cover (batch, block of BLOCK_D channels, route k[, chunk]). A program walks its steps,
+gathers the visited token's u / delta / B / C rows straight from the raster-order inputs (no re-ordered
+copies), keeps the state [BLOCK_D, N] in fp32 registers, and accumulates y_k into an fp32 per-route buffer
 (batch, L, K, dim) by read-modify-write of rows only this program owns (no atomics, so repeated tokens and
-padding steps are exact and runs are bit-identical). B_t / C_t are loaded once per block of channels. The
-state at every CHUNK-th step is saved (fp32) for the backward. Gate, merge and cast are one epilogue.
+padding steps are exact and runs are bit-identical). B_t / C_t are loaded once per block of channels; the rows
+of step t + 1 are loaded while step t is computed. The state at every CHUNK-th step is saved (fp32) for the
+backward. Gate, merge and cast are one epilogue.
+Two schedules, same arithmetic per step:
+- whole route per program, when routes repeat a token (in-order accumulation) or when there are enough
+  programs to fill the GPU;
+- chunk-parallel otherwise: chunk states from a zero start with their decay products (one program per chunk),
+  a short sequential carry pass over chunks (the saved states), then every chunk re-scanned from its state.
 
-Backward: one program per (batch, channel block, route). Chunks are processed last to first: the chunk's
-states are recomputed from its checkpoint into a small per-program scratch (CHUNK + 1 states), then the
-reverse recurrence g_t = dy_t C_t + exp(dt_{t+1} A) g_{t+1} runs over the chunk. Gradients of rows the program
-owns are accumulated in place; those shared across programs (dB, dC across channel blocks; dA, dD,
-d(delta_bias) across batch; du across routes reading one u slot) are written as partials and summed in a
-fixed order afterwards.
+Backward: the same two schedules. Whole route: chunks last to first. Chunk-parallel: per-chunk state-gradient
+summaries and decays, a short reverse carry pass, then every chunk at once from its carried gradient. In a
+chunk the states are recomputed from its checkpoint into a small per-program scratch (CHUNK + 1 states), then
+the reverse recurrence g_t = dy_t C_t + exp(dt_{t+1} A) g_{t+1} runs over the chunk. Gradients of rows the
+program owns are accumulated in place; those shared across programs (dB, dC across channel blocks; dA, dD,
+d(delta_bias) across batch and chunks; du across routes reading one u slot) are written as partials and summed
+in a fixed order afterwards.
 """
 from __future__ import annotations
 
