@@ -4,6 +4,9 @@ in_proj (bias) -> x, z -> 7x7 depthwise Conv2d -> SiLU -> ONE shared set of x_pr
 used by every route (expanded to the strategy's K routes as stride-0 views, never copied) -> scan (default
 ``zigzag``: only u is reordered, the (5, N) ``direction_Bs`` table is added to B) -> sum over routes
 -> * silu(z) -> out_proj (bias).
+
+Quirk kept for weight compatibility (official ``PlainMamba2D.forward``): delta is ``dt_proj(dt)`` *with* its
+bias and the scan adds ``dt_proj.bias`` again as delta_bias, so delta = softplus(W dt + 2 b).
 """
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ class PlainMambaMixer(nn.Module):
         K = self.scan.num_routes
         x_dbl = self.x_proj(u)
         dts, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = torch.matmul(dts, self.dt_proj.weight.t())
+        delta = self.dt_proj(dts)  # bias included here and again as the scan's delta_bias (official quirk)
         expand = lambda t: t.expand(-1, -1, K, -1) if t.shape[2] == 1 else t  # noqa: E731
         return expand(delta), expand(B), expand(C)
 

@@ -197,13 +197,14 @@ class PlainMamba(nn.Module):
 # Official checkpoint conversion --------------------------------------------------------------------
 def checkpoint_filter_fn(checkpoint: Any, model: PlainMamba) -> StateDict:
     """Official PlainMamba (mmcls ``{"state_dict": {"backbone.*", "head.fc.*"}}``) -> vssm keys:
-    ``backbone.`` dropped, ``ln1`` -> ``norm``, ``pos_embed`` bicubic-resized to the model's grid.
+    ``backbone.`` dropped, ``ln1`` -> ``norm``, ``mamba.direction_Bs`` -> ``mamba.scan_module.direction_Bs``, ``pos_embed`` bicubic-resized to the model's grid.
     Anything left over is reported by the strict load."""
     state = select_state_dict(checkpoint)
     out: StateDict = {}
     for key, value in state.items():
         key = re.sub(r"^backbone\.", "", key)
         key = re.sub(r"^ln1\.", "norm.", key)
+        key = re.sub(r"\.mamba\.direction_Bs$", ".mamba.scan_module.direction_Bs", key)
         if key == "pos_embed" and value.shape != model.pos_embed.shape:
             side = int(round(value.shape[1] ** 0.5))
             if side * side != value.shape[1]:
