@@ -158,3 +158,24 @@ def test_multiscale_equals_two_separate_scans():
         coarse[:, p] += chained[:, t]
     up = torch.nn.functional.interpolate(coarse.transpose(1, 2).reshape(2, dim, h, w), size=(H, W), mode="bilinear")
     torch.testing.assert_close(got, full + up.flatten(2).transpose(1, 2), rtol=1e-4, atol=1e-5)
+
+
+def test_state_fusion_matches_dilated_convolutions_with_clamped_coordinates():
+    """sum_i alpha_i * depthwise 3x3 conv of dilation (1, 3, 5)_i, replicate padding = clamped coordinates."""
+    from vssm.scans.spatial_fusion import StateFusion
+
+    channels, H, W = 3, 4, 7
+    fusion = StateFusion(channels)
+    with torch.no_grad():
+        fusion.alpha.uniform_(-1.0, 1.0)
+    h = torch.randn(2, channels, H, W)
+    rows, cols = torch.arange(H), torch.arange(W)
+    expected = torch.zeros_like(h)
+    for alpha, weight, dilation in zip(fusion.alpha.detach(), fusion.weights, (1, 3, 5)):
+        for a in range(3):
+            for b in range(3):
+                r = (rows + (a - 1) * dilation).clamp(0, H - 1)
+                c = (cols + (b - 1) * dilation).clamp(0, W - 1)
+                shifted = h[:, :, r][:, :, :, c]
+                expected += alpha * weight.detach()[None, :, 0, a, b, None, None] * shifted
+    torch.testing.assert_close(fusion(h), expected, rtol=1e-5, atol=1e-5)
