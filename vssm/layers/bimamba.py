@@ -6,8 +6,8 @@ dt_proj -> selective scan along route k with its own A, D -> * silu(z) -> merge 
 anti-causal in sequence order and this is exactly Vim's "bimamba v2" (flipped x and z, outputs halved).
 
 The sequence is scanned as a 1 x L strip (``strategy.forward(..., H=1, W=L)``): Vim's class token sits
-inside the sequence, so a 2-D strategy sees one row of tokens. The per-route convolution needs every route
-to visit each token exactly once (a permutation); strategies with padding or repeated visits raise.
+inside the sequence, so a 2-D strategy sees one row of tokens. The per-route convolution runs along the
+tokens each route visits (padding steps skipped); a route that visits a token twice raises.
 
 Parameters are stacked per route: conv_weight (K*D, 1, k), conv_bias (K*D), x_proj_weight (K, R+2N, D),
 dt_proj_weight (K, D, R), dt_proj_bias (K, D), A_log (K, D, N), D (K, D); route 0 = Vim's forward branch,
@@ -58,19 +58,25 @@ class BiMambaMixer(nn.Module):
         self.out_proj = nn.Linear(d_inner, dim, bias=False)
 
     def _route_conv(self, x: torch.Tensor) -> torch.Tensor:
-        """x (b, L, D) -> u (b, L, K, D): SiLU(causal depthwise conv along each route), at raster positions."""
+        """x (b, L, D) -> u (b, L, K, D): SiLU(causal depthwise conv along each route), at raster positions.
+
+        The conv runs over the tokens a route visits, in its order (padding steps skipped); tokens a route
+        never visits are never read by it and stay 0 in its slot.
+        """
         b, L, D = x.shape
-        index = self.scan.routes(1, L, x.device).index.long()  # (K, T)
-        K = index.shape[0]
-        inverse = torch.argsort(index, dim=1)
-        if index.shape[1] != L or not torch.equal(index.gather(1, inverse), torch.arange(L, device=x.device).expand(K, L)):
-            raise ValueError(f"scan: {self.scan.name!r} routes on 1 x {L} are not permutations of the {L} tokens; the Vim mixer needs them to be")
-        seq = x[:, index]  # (b, K, L, D) in route order
-        seq = seq.permute(0, 1, 3, 2).reshape(b, K * D, L)
-        seq = F.conv1d(F.pad(seq, (self.d_conv - 1, 0)), self.conv_weight.to(x.dtype), self.conv_bias.to(x.dtype), groups=K * D)
-        seq = F.silu(seq).view(b, K, D, L).permute(0, 1, 3, 2)  # (b, K, L, D)
-        u = seq.gather(2, inverse[None, :, :, None].expand(b, K, L, D))  # back to raster positions
-        return u.permute(0, 2, 1, 3)
+        table = self.scan.routes(1, L, x.device).index.long()  # (K, T), -1 = padding step
+        K = table.shape[0]
+        weight, bias = self.conv_weight.to(x.dtype).view(K, D, 1, -1), self.conv_bias.to(x.dtype).view(K, D)
+        u = x.new_zeros(b, L, K, D)
+        for k in range(K):
+            visited = table[k][table[k] >= 0]
+            if visited.numel() == 0:
+                continue
+            if visited.unique().numel() != visited.numel():
+                raise ValueError(f"scan: {self.scan.name!r} route {k} on 1 x {L} visits a token twice; the Vim mixer's per-route conv needs each token at most once per route")
+            seq = F.pad(x[:, visited].transpose(1, 2), (self.d_conv - 1, 0))  # (b, D, T_k + d_conv - 1)
+            u[:, visited, k] = F.silu(F.conv1d(seq, weight[k], bias[k], groups=D)).transpose(1, 2)
+        return u
 
     def project(self, u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """u (b, L, K, D) -> delta (b, L, K, D), B and C (b, L, K, N): each route's own x_proj, dt_proj."""
