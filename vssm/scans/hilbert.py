@@ -4,8 +4,10 @@
 recursively halve the long side (when it is more than 1.5x the short one) or split into the classic
 three-part U (down half, across, back up), nudging odd splits to even lengths so sub-curves connect. K = 4
 routes: the curve (major axis along the longer side), its reverse, the curve of the transposed grid, its
-reverse; merge = sum. Consecutive steps are 4-neighbours, except that on some grids with odd sides the
-construction needs one diagonal step (tests count it).
+reverse; merge = sum. The curve runs from (0, 0) to the far corner of its major axis. Consecutive steps are
+4-neighbours except at most one diagonal step, exactly where checkerboard parity forces it: a 4-neighbour step
+changes the cell colour, so when H*W - 1 steps cannot end on the end corner's colour (longer side odd, shorter
+even, e.g. 4x5 or 97x14) one step must be diagonal (tests count it).
 
 ``hilbert_quadtree``: OccMamba's order, which is not a Hilbert curve: recursive quadrants of the enclosing
 power-of-two square visited in the same U order (top-left, bottom-left, bottom-right, top-right) at every
