@@ -207,12 +207,18 @@ def checkpoint_filter_fn(checkpoint: Any, model: Vim) -> StateDict:
         raise ValueError(f"scan: official Vim weights have 2 routes (forward, backward), the model has {K}")
     out: StateDict = {}
     layer_ids = sorted({int(m.group(1)) for k in state if (m := re.match(r"^layers\.(\d+)\.mixer\.", k))})
+    missing = []
     for i in layer_ids:
         prefix = f"layers.{i}.mixer."
-        for ours, (fwd, bwd) in _BRANCHES.items():
-            if prefix + fwd in state and prefix + bwd in state:
-                pair = [state.pop(prefix + fwd), state.pop(prefix + bwd)]
-                out[prefix + ours] = torch.cat(pair, 0) if ours.startswith("conv_") else torch.stack(pair)
+        for ours, branch_keys in _BRANCHES.items():
+            lacking = [prefix + k for k in branch_keys if prefix + k not in state]
+            if lacking:
+                missing += lacking
+                continue
+            pair = [state.pop(prefix + k) for k in branch_keys]
+            out[prefix + ours] = torch.cat(pair, 0) if ours.startswith("conv_") else torch.stack(pair)
+    if missing:
+        raise ValueError(f"checkpoint conversion for Vim: missing keys {sorted(missing)} (each mixer needs both branches)")
     for key, value in state.items():
         if key == "pos_embed" and value.shape != model.pos_embed.shape:
             M = value.shape[1] - 1

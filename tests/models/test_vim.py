@@ -1,0 +1,154 @@
+"""Vim: timm behaviour, scans, features, converter errors, middle-class-token position embedding.
+Official-code parity is checked by tests/models/test_parity.py over tests/fixtures/parity/vim_*."""
+import pytest
+import timm
+import torch
+
+import vssm  # noqa: F401
+from vssm.layers.pos_embed import resample_middle_cls_pos_embed
+from vssm.models._loading import load_checkpoint_file
+from vssm.scans import list_scans
+
+FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "parity"
+
+
+def tiny(name="vim_tiny", **kwargs):
+    return timm.create_model(name, embed_dim=16, depth=2, d_state=4, num_classes=5, img_size=64, **kwargs)
+
+
+def test_registered_with_timm():
+    assert {"vim_tiny", "vim_small", "vim_base"} <= set(timm.list_models("vim*"))
+    cfg = timm.create_model("vim_tiny", embed_dim=16, depth=1).pretrained_cfg
+    assert cfg["input_size"] == (3, 224, 224) and cfg["first_conv"] == "patch_embed.proj" and cfg["classifier"] == "head"
+    assert cfg["paper_ids"] == "arXiv:2401.09417" and "huggingface.co/hustvl" in cfg["notes"][0]
+
+
+@pytest.mark.parametrize("size", [(64, 64), (48, 80)])
+def test_forward_backward(size):
+    model = tiny()
+    x = torch.randn(2, 3, *size, requires_grad=True)
+    out = model(x)
+    assert out.shape == (2, 5)
+    out.sum().backward()
+    assert x.grad.abs().sum() > 0 and model.pos_embed.grad.abs().sum() > 0
+
+
+def test_features_only_out_indices():
+    model = timm.create_model("vim_tiny", embed_dim=16, depth=3, d_state=4, features_only=True, out_indices=(0, 2))
+    feats = model(torch.randn(1, 3, 48, 80))
+    assert [tuple(f.shape) for f in feats] == [(1, 16, 3, 5), (1, 16, 3, 5)]
+    assert model.feature_info.reduction() == [16, 16]
+
+
+def test_forward_intermediates_head_and_classifier():
+    model = tiny().eval()
+    x = torch.randn(2, 3, 64, 48)
+    final, taps = model.forward_intermediates(x, indices=[0, 1])
+    assert [tuple(t.shape) for t in taps] == [(2, 16, 4, 3)] * 2
+    assert torch.allclose(final, model.forward_features(x), atol=1e-6)
+    # the class token sits at M//2 = 6 of 13 tokens; pre_logits reads it
+    assert torch.equal(model.forward_head(final, pre_logits=True), final[:, 6])
+    assert torch.allclose(model(x), model.head(final[:, 6]), atol=1e-6)
+    model.reset_classifier(3)
+    assert model(x).shape == (2, 3)
+    with pytest.raises(ValueError, match="global_pool"):
+        model.reset_classifier(3, "avg")
+
+
+def test_grad_checkpointing_same_gradients():
+    model = tiny()
+    x = torch.randn(2, 3, 32, 48)
+    model(x).sum().backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.set_grad_checkpointing(True)
+    model(x).sum().backward()
+    for a, p in zip(plain, model.parameters()):
+        torch.testing.assert_close(p.grad, a, rtol=1e-5, atol=1e-6)
+
+
+def test_no_weight_decay_and_group_matcher():
+    model = tiny()
+    nwd = model.no_weight_decay()
+    assert {"pos_embed", "cls_token", "layers.0.mixer.A_log", "layers.0.mixer.D"} <= nwd
+    assert "layers.0.mixer.in_proj.weight" not in nwd
+    assert len(timm.models.group_parameters(model, model.group_matcher())) >= 3
+
+
+UNSUPPORTED = {"multihead": "splits channels", "multiscale": "visits a token twice"}
+
+
+@pytest.mark.parametrize("scan", list_scans())
+def test_every_scan_runs(scan):
+    if scan in UNSUPPORTED:
+        with pytest.raises(ValueError, match=UNSUPPORTED[scan]):
+            tiny(scan=scan)(torch.randn(1, 3, 32, 48))
+        return
+    model = tiny(scan=scan)
+    model(torch.randn(1, 3, 32, 48)).sum().backward()
+    K = model.layers[0].mixer.scan.num_routes
+    assert model.layers[0].mixer.x_proj_weight.shape[0] == K and model.layers[0].mixer.A_log.shape[0] == K
+
+
+def test_backward_route_conv_is_anticausal():
+    """Changing the last token changes route 0's conv output only there, route 1's (reversed) up to 3 earlier."""
+    mixer = tiny().layers[0].mixer
+    x = torch.randn(1, 9, mixer.d_inner)
+    y = x.clone()
+    y[:, -1] += 1
+    diff = (mixer._route_conv(x) - mixer._route_conv(y)).abs().sum(-1)[0]  # (L, K)
+    assert diff[:-1, 0].eq(0).all() and diff[-1, 0] > 0
+    assert diff[:5, 1].eq(0).all() and (diff[5:, 1] > 0).all()
+
+
+def test_pos_embed_middle_class_slot_moves_not_interpolated():
+    old = torch.randn(1, 4 * 4 + 1, 8)
+    new = resample_middle_cls_pos_embed(old, (4, 4), (3, 5))
+    assert new.shape == (1, 16, 8)
+    assert torch.equal(new[:, 15 // 2], old[:, 8])
+    constant = torch.ones(1, 17, 8)
+    assert torch.allclose(resample_middle_cls_pos_embed(constant, (4, 4), (6, 2)), torch.ones(1, 13, 8), atol=1e-6)
+    assert resample_middle_cls_pos_embed(old, (4, 4), (4, 4)) is old
+
+
+def test_bad_inputs():
+    model = tiny()
+    with pytest.raises(ValueError, match=r"x: got shape \(1, 1, 32, 32\), expected \(batch, 3, H, W\)"):
+        model(torch.randn(1, 1, 32, 32))
+    with pytest.raises(ValueError, match="expected at least 16x16"):
+        model(torch.randn(1, 3, 8, 32))
+    with pytest.raises(ValueError, match="scan: got 'spiral-magic'"):
+        tiny(scan="spiral-magic")
+
+
+def test_pretrained_without_file_explains():
+    with pytest.raises(ValueError, match="pretrained_cfg_overlay=dict\\(file="):
+        timm.create_model("vim_tiny", pretrained=True)
+
+
+def test_converter_reports_missing_and_unexpected_keys(tmp_path):
+    state = load_checkpoint_file(str(FIXTURES / "vim_64x64" / "checkpoint.pth"))["model"]
+    load = lambda path: timm.create_model(  # noqa: E731
+        "vim_tiny", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), embed_dim=32, depth=2, num_classes=7, img_size=64
+    )
+    extra = dict(state, **{"layers.0.mixer.extra": torch.zeros(1)})
+    torch.save({"model": extra}, tmp_path / "extra.pth")
+    with pytest.raises(ValueError, match=r"missing keys \[\], unexpected keys \['layers.0.mixer.extra'\]"):
+        load(tmp_path / "extra.pth")
+    state.pop("layers.1.mixer.D_b")
+    torch.save({"model": state}, tmp_path / "missing.pth")
+    with pytest.raises(ValueError, match=r"missing keys \['layers.1.mixer.D_b'\]"):
+        load(tmp_path / "missing.pth")
+
+
+def test_official_weights_resample_pos_embed_for_another_size():
+    path = FIXTURES / "vim_64x64" / "checkpoint.pth"
+    model = timm.create_model("vim_tiny", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)),
+                              embed_dim=32, depth=2, num_classes=7, img_size=(32, 80))
+    official = load_checkpoint_file(str(path))["model"]["pos_embed"]
+    assert model.pos_embed.shape == (1, 11, 32)
+    assert torch.equal(model.pos_embed[:, 5], official[:, 8])
+
+
+def test_params_match_official():
+    assert abs(sum(p.numel() for p in timm.create_model("vim_small").parameters()) / 1e6 - 26) / 26 < 0.01
