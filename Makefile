@@ -31,7 +31,7 @@ test: $(INSTALLED)
 	$(PY) -m pytest
 
 demo: $(INSTALLED)
-	$(PY) tools/scan_demo.py
+	$(PY) tools/demo_mm.py
 
 clean:
 	rm -rf $(VENV)
