@@ -123,3 +123,10 @@ def test_backbone_params_match_official(name, official):
     """The official counts are the mmcls backbone's (classifier head excluded)."""
     model = timm.create_model(name, num_classes=0)
     assert abs(sum(p.numel() for p in model.parameters()) / 1e6 - official) / official < 0.01
+
+
+@pytest.mark.parametrize("name", ["plainmamba_l1", "plainmamba_l2", "plainmamba_l3"])
+def test_every_registered_model_builds_reduced(name):
+    model = timm.create_model(name, depth=1, d_state=4, num_classes=3)  # full width, one block
+    assert model.embed_dim == {"plainmamba_l1": 192, "plainmamba_l2": 384, "plainmamba_l3": 448}[name]
+    model(torch.randn(1, 3, 32, 32)).sum().backward()

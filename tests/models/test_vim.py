@@ -152,3 +152,10 @@ def test_official_weights_resample_pos_embed_for_another_size():
 
 def test_params_match_official():
     assert abs(sum(p.numel() for p in timm.create_model("vim_small").parameters()) / 1e6 - 26) / 26 < 0.01
+
+
+@pytest.mark.parametrize("name", ["vim_tiny", "vim_small", "vim_base"])
+def test_every_registered_model_builds_reduced(name):
+    model = timm.create_model(name, depth=1, d_state=4, num_classes=3)  # full width, one block
+    assert model.embed_dim == {"vim_tiny": 192, "vim_small": 384, "vim_base": 768}[name]
+    model(torch.randn(1, 3, 32, 32)).sum().backward()
