@@ -225,20 +225,48 @@ def silu_grad(z: torch.Tensor) -> torch.Tensor:
     return sig * (1 + z * (1 - sig))
 
 
+def gate_and_merge(
+    prob: ScanProblem, y: torch.Tensor, z: Optional[torch.Tensor], merge: str, out_dtype: torch.dtype
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Epilogue shared by the backends: per-route y (b, L, K, d) -> gated, merged, cast output, and the
+    pre-gate y the backward needs (None without z)."""
+    y_pre = None
+    if z is not None:
+        y_pre = y
+        y = y * F.silu(z[:, :, prob.groups].to(y.dtype))
+    if merge == "sum":
+        y = y.sum(2)
+    elif merge == "mean":
+        y = y.mean(2)
+    return y.to(out_dtype), y_pre
+
+
+def gate_and_merge_backward(
+    prob: ScanProblem, z: Optional[torch.Tensor], merge: str, y_pre: Optional[torch.Tensor], dout: torch.Tensor
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Gradient through :func:`gate_and_merge`: d(per-route pre-gate y) (b, L, K, d) and dz (or None).
+    dz sums the routes reading each z slot in a fixed order (deterministic on every device)."""
+    batch, length, K, dim, _, _ = prob.sizes
+    dout = dout.to(prob.dtype)
+    if merge == "none":
+        dy = dout
+    else:
+        dy = dout[:, :, None].expand(batch, length, K, dim) / (K if merge == "mean" else 1)
+    if z is None:
+        return dy, None
+    z_k = z[:, :, prob.groups].to(prob.dtype)
+    dz_k = dy * y_pre * silu_grad(z_k)
+    dz = torch.stack([dz_k[:, :, prob.groups == slot].sum(2) for slot in range(z.shape[2])], dim=2)
+    return dy * F.silu(z_k), dz
+
+
 def forward(
     prob: ScanProblem, z: Optional[torch.Tensor], merge: str, out_dtype: torch.dtype, return_hidden: bool
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
     """Full operator: scan, gate, merge. Returns (out, hidden, chunk-start states, pre-gate y or None)."""
     y, hidden, starts = scan_forward(prob, return_hidden)
-    y_pre = None
-    if z is not None:
-        y_pre = y
-        y = y * F.silu(z[:, :, prob.groups].to(prob.dtype))
-    if merge == "sum":
-        y = y.sum(2)
-    elif merge == "mean":
-        y = y.mean(2)
-    return y.to(out_dtype), hidden, starts, y_pre
+    out, y_pre = gate_and_merge(prob, y, z, merge, out_dtype)
+    return out, hidden, starts, y_pre
 
 
 def backward(
@@ -251,17 +279,5 @@ def backward(
     dhidden: Optional[torch.Tensor],
 ) -> Tuple[ScanGrads, Optional[torch.Tensor]]:
     """Gradients of :func:`forward`; returns the scan gradients and dz (or None)."""
-    batch, length, K, dim, _, _ = prob.sizes
-    dtype = prob.dtype
-    dout = dout.to(dtype)
-    if merge == "none":
-        dy = dout
-    else:
-        dy = dout[:, :, None].expand(batch, length, K, dim) / (K if merge == "mean" else 1)
-    dz = None
-    if z is not None:
-        z_k = z[:, :, prob.groups].to(dtype)
-        dz_k = dy * y_pre * silu_grad(z_k)
-        dz = torch.zeros(z.shape, dtype=dtype, device=z.device).index_add_(2, prob.groups, dz_k)
-        dy = dy * F.silu(z_k)
+    dy, dz = gate_and_merge_backward(prob, z, merge, y_pre, dout)
     return scan_backward(prob, starts, dy, dhidden), dz

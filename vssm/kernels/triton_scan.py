@@ -30,12 +30,11 @@ import os
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 
 from .checks import ScanSizes
-from .torch_scan import ScanGrads, ScanProblem, silu_grad
+from .torch_scan import ScanGrads, ScanProblem, gate_and_merge, gate_and_merge_backward
 
 CHUNK = 64  # steps between saved states
 LOG2E = 1.4426950408889634
@@ -493,16 +492,8 @@ def forward(
         N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK, HAS_D=prob.D is not None,
         HAS_HIDDEN=return_hidden, CHUNKED=chunked, **flags,
     )
-    y_pre = None
-    out = y
-    if z is not None:
-        y_pre = y
-        out = y * F.silu(z[:, :, prob.groups].float())
-    if merge == "sum":
-        out = out.sum(2)
-    elif merge == "mean":
-        out = out.mean(2)
-    return out.to(out_dtype), hidden, ckpt, y_pre
+    out, y_pre = gate_and_merge(prob, y, z, merge, out_dtype)
+    return out, hidden, ckpt, y_pre
 
 
 def backward(
@@ -519,17 +510,7 @@ def backward(
     block_d, block_n = _blocks(dim, N)
     n_db = triton.cdiv(dim, block_d)
     n_chunks = ckpt.shape[2]
-    dout = dout.float()
-    if merge == "none":
-        dy = dout
-    else:
-        dy = dout[:, :, None].expand(batch, length, K, dim) / (K if merge == "mean" else 1)
-    dz = None
-    if z is not None:
-        z_k = z[:, :, prob.groups].float()
-        dz_k = dy * y_pre * silu_grad(z_k)
-        dz = torch.stack([dz_k[:, :, prob.groups == s].sum(2) for s in range(z.shape[2])], dim=2)
-        dy = dy * F.silu(z_k)
+    dy, dz = gate_and_merge_backward(prob, z, merge, y_pre, dout)
     dy = dy.contiguous()
     if dhidden is not None:
         dhidden = dhidden.float().contiguous()

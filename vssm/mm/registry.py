@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Callable, List, Type, TypeVar
+from typing import List, TypeVar
 
 from mmengine.registry import Registry
 

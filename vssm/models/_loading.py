@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import os
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable
 
 import torch
 from timm.models import build_model_with_cfg

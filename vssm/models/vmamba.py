@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import re
-from functools import partial
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
