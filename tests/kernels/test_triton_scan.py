@@ -79,6 +79,17 @@ def test_chunk_parallel_and_sequential_paths(monkeypatch, repeat):
         assert_close(g, r, torch.float32)
 
 
+def test_strided_views_give_the_same_answer():
+    """Inputs as permuted views (as SS2D's batched dt projection produces) are read through their strides."""
+    p = random_problem(batch=2, L=9, K=2, dim=4, N=2, device=DEVICE)
+    expected = selective_scan(*p.args(), routes=p.routes, backend="triton")
+    delta = p.delta.permute(2, 0, 1, 3).contiguous().permute(1, 2, 0, 3)  # (b, L, K, d) with K outermost
+    B = p.B.transpose(0, 1).contiguous().transpose(0, 1)
+    assert not delta.is_contiguous() and not B.is_contiguous()
+    out = selective_scan(p.u, delta, p.A, B, p.C, p.D, p.delta_bias, p.z, routes=p.routes, backend="triton")
+    torch.testing.assert_close(out, expected)
+
+
 def test_bfloat16_inputs_and_float32_output():
     p = random_problem(batch=1, L=9, K=2, dim=4, N=2, dtype=torch.bfloat16, device=DEVICE)
     out = selective_scan(*p.args(), routes=p.routes, backend="triton")
