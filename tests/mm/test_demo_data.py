@@ -60,9 +60,10 @@ def test_coco_masks_match_semantic_maps(tmp_path, spec):
             for ann in anns:
                 rle = mask_utils.merge(mask_utils.frPyObjects(ann["segmentation"], size, size))
                 mask = mask_utils.decode(rle).astype(bool)
-                # polygon rasterisation may differ from the painted mask on the outline only
-                agreement = (semantic[mask] == ann["category_id"]).mean()
-                assert agreement > 0.9
+                # polygon rasterisation may differ from the painted mask on the outline only: every pixel
+                # at least one pixel inside the polygon must carry the annotation's class
+                interior = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+                assert (semantic[interior] == ann["category_id"]).all()
                 x, y, w, h = ann["bbox"]
                 assert 0 <= x and 0 <= y and x + w <= size and y + h <= size and w > 0 and h > 0
 
