@@ -53,7 +53,8 @@ def _load_step(
     su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sC_b, sC_l, sC_k, sC_n,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
 ):
-    """Rows of step t of route k (a step at or past t_end is a padding step): token p, validity, u, dt, B, C."""
+    """Rows of step t of route k (a step at or past t_end is a padding step): tokens p (u/y) and q (delta/B/C),
+    validity, u, pre-softplus s, dt, B, C."""
     inside = t < t_end
     p = tl.load(index_ptr + k * T + t, mask=inside, other=-1).to(tl.int64)
     q = tl.load(pindex_ptr + k * T + t, mask=inside, other=-1).to(tl.int64)
@@ -67,7 +68,7 @@ def _load_step(
     dt = tl.where(valid, _softplus(s, SOFTPLUS), 0.0)
     Bt = tl.load(B_ptr + b * sB_b + q * sB_l + k * sB_k + n * sB_n, mask=nmask, other=0.0).to(tl.float32)
     Ct = tl.load(C_ptr + b * sC_b + q * sC_l + k * sC_k + n * sC_n, mask=nmask, other=0.0).to(tl.float32)
-    return p, valid, u, dt, Bt, Ct
+    return p, q, valid, u, s, dt, Bt, Ct
 
 
 @triton.jit
@@ -110,7 +111,7 @@ def _scan_fwd_kernel(
     else:
         h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     # software pipelining: the rows of step t + 1 are loaded while step t is computed
-    p, valid, u, dt, Bt, Ct = _load_step(
+    p, _, valid, u, _, dt, Bt, Ct = _load_step(
         u_ptr, delta_ptr, B_ptr, C_ptr, index_ptr, pindex_ptr, b, k, g, t0, t_end, T, d, n, dmask, nmask, bias,
         su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sC_b, sC_l, sC_k, sC_n,
         HAS_BIAS, SOFTPLUS)
@@ -118,7 +119,7 @@ def _scan_fwd_kernel(
         if not CHUNKED:
             if t % CK == 0:
                 tl.store(ckpt_base + ((t // CK) * dim + d[:, None]) * N + n[None, :], h, mask=dn_mask)
-        p_n, valid_n, u_n, dt_n, B_n, C_n = _load_step(
+        p_n, _, valid_n, u_n, _, dt_n, B_n, C_n = _load_step(
             u_ptr, delta_ptr, B_ptr, C_ptr, index_ptr, pindex_ptr, b, k, g, t + 1, t_end, T, d, n, dmask, nmask,
             bias, su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sC_b, sC_l, sC_k, sC_n,
             HAS_BIAS, SOFTPLUS)
@@ -164,12 +165,12 @@ def _chunk_state_kernel(
     t_end = tl.minimum(t0 + CK, T)
     h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     log_decay = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
-    p, valid, u, dt, Bt, Ct = _load_step(
+    p, _, valid, u, _, dt, Bt, Ct = _load_step(
         u_ptr, delta_ptr, B_ptr, B_ptr, index_ptr, pindex_ptr, b, k, g, t0, t_end, T, d, n, dmask, nmask, bias,
         su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sB_b, sB_l, sB_k, sB_n,
         HAS_BIAS, SOFTPLUS)
     for t in range(t0, t_end):
-        p_n, valid_n, u_n, dt_n, B_n, C_n = _load_step(
+        p_n, _, valid_n, u_n, _, dt_n, B_n, C_n = _load_step(
             u_ptr, delta_ptr, B_ptr, B_ptr, index_ptr, pindex_ptr, b, k, g, t + 1, t_end, T, d, n, dmask, nmask,
             bias, su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sB_b, sB_l, sB_k, sB_n,
             HAS_BIAS, SOFTPLUS)
@@ -234,10 +235,8 @@ def _scan_bwd_kernel(
     dn_mask = dmask[:, None] & nmask[None, :]
     A = tl.load(A_ptr + (k * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
     A2 = A * 1.4426950408889634
-    if HAS_D:
-        Dk = tl.load(D_ptr + k * dim + d, mask=dmask, other=0.0)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + k * dim + d, mask=dmask, other=0.0)
+    Dk = tl.load(D_ptr + k * dim + d, mask=dmask & HAS_D, other=0.0)
+    bias = tl.load(bias_ptr + k * dim + d, mask=dmask & HAS_BIAS, other=0.0)
     g_slot = tl.load(group_ptr + k).to(tl.int64)
     ckpt_base = ckpt_ptr + ((b * K + k) * n_chunks * dim) * N
     prog = (b * n_db + pid_d) * tl.num_programs(2) + pid2
@@ -263,36 +262,19 @@ def _scan_bwd_kernel(
         h = tl.load(ckpt_base + (c * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
         tl.store(scratch + tile, h)
         for j in range(steps):  # recompute the chunk's states: scratch[j + 1] = h_{t0 + j}
-            t = t0 + j
-            p = tl.load(index_ptr + k * T + t).to(tl.int64)
-            q = tl.load(pindex_ptr + k * T + t).to(tl.int64)
-            valid = (p >= 0) & (q >= 0)
-            p = tl.maximum(p, 0)
-            q = tl.maximum(q, 0)
-            u = tl.load(u_ptr + b * su_b + p * su_l + g_slot * su_s + d * su_d, mask=dmask, other=0.0).to(tl.float32)
-            s = tl.load(delta_ptr + b * sd_b + q * sd_l + k * sd_k + d * sd_d, mask=dmask, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                s += bias
-            dt = tl.where(valid, _softplus(s, SOFTPLUS), 0.0)
-            Bt = tl.load(B_ptr + b * sB_b + q * sB_l + k * sB_k + n * sB_n, mask=nmask, other=0.0).to(tl.float32)
+            _, _, _, u, _, dt, Bt, _ = _load_step(
+                u_ptr, delta_ptr, B_ptr, C_ptr, index_ptr, pindex_ptr, b, k, g_slot, t0 + j, T, T, d, n, dmask,
+                nmask, bias, su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n,
+                sC_b, sC_l, sC_k, sC_n, HAS_BIAS, SOFTPLUS)
             h = tl.exp2(dt[:, None] * A2) * h + (dt * u)[:, None] * Bt[None, :]
             tl.store(scratch + (j + 1) * BLOCK_D * BLOCK_N + tile, h)
         for jj in range(steps):  # reverse recurrence over the chunk
             j = steps - 1 - jj
-            t = t0 + j
-            p = tl.load(index_ptr + k * T + t).to(tl.int64)
-            q = tl.load(pindex_ptr + k * T + t).to(tl.int64)
-            valid = (p >= 0) & (q >= 0)
-            p = tl.maximum(p, 0)
-            q = tl.maximum(q, 0)
+            p, q, valid, u, s, dt, Bt, Ct = _load_step(
+                u_ptr, delta_ptr, B_ptr, C_ptr, index_ptr, pindex_ptr, b, k, g_slot, t0 + j, T, T, d, n, dmask,
+                nmask, bias, su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n,
+                sC_b, sC_l, sC_k, sC_n, HAS_BIAS, SOFTPLUS)
             vmask = dmask & valid
-            u = tl.load(u_ptr + b * su_b + p * su_l + g_slot * su_s + d * su_d, mask=dmask, other=0.0).to(tl.float32)
-            s = tl.load(delta_ptr + b * sd_b + q * sd_l + k * sd_k + d * sd_d, mask=dmask, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                s += bias
-            dt = tl.where(valid, _softplus(s, SOFTPLUS), 0.0)
-            Bt = tl.load(B_ptr + b * sB_b + q * sB_l + k * sB_k + n * sB_n, mask=nmask, other=0.0).to(tl.float32)
-            Ct = tl.load(C_ptr + b * sC_b + q * sC_l + k * sC_k + n * sC_n, mask=nmask, other=0.0).to(tl.float32)
             h_prev = tl.load(scratch + j * BLOCK_D * BLOCK_N + tile)
             h_t = tl.load(scratch + (j + 1) * BLOCK_D * BLOCK_N + tile)
             decay = tl.exp2(dt[:, None] * A2)
@@ -307,9 +289,8 @@ def _scan_bwd_kernel(
             dA_acc += g_decay * dt[:, None]
             gB = tl.sum(g * Bt[None, :], axis=1)
             ddt = tl.sum(g_decay * A, axis=1) + gB * u
-            du = gB * dt
+            du = gB * dt + Dk * dy
             if HAS_D:
-                du += Dk * dy
                 dD_acc += dy * u
             if SOFTPLUS:
                 ds = ddt * tl.where(s <= 20.0, tl.sigmoid(s), 1.0)
