@@ -2,8 +2,8 @@
 
     python benchmarks/model_bench.py --out DIR [--models ...] [--sizes 224 384 512 768 1024] [--quick]
 
-1. Inference img/s (batch 128, 224x224, bf16 autocast, channels-first input) and training-step img/s
-   (forward + backward + AdamW, bf16 autocast) for every model in --models.
+1. Inference img/s (batch 128, 224x224, bf16 autocast, channels-first input), eager and replayed from a CUDA
+   graph, and training-step img/s (forward + backward + AdamW, bf16 autocast) for every model in --models.
 2. Resolution sweep (img/s and peak memory) for the pairs vim_tiny/deit_tiny and
    vmamba_tiny/convnext_tiny/swin_tiny, batch chosen per size (128 at 224, shrinking with the pixel count,
    8 at 1024).
@@ -55,8 +55,10 @@ def run_main_table(models: List[str], device: torch.device, quick: bool) -> List
             model = build(name, 224)
             row["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
             inf = measure_inference(model, 128, 224, device, iters=10 if quick else 30)
+            graphed = measure_inference(model, 128, 224, device, iters=10 if quick else 30, cuda_graph=True)
             trn = measure_training(model, 128, 224, device, iters=5 if quick else 20)
             row.update(inference=inf.images_per_s, inference_mem_gb=inf.peak_memory_gb,
+                       inference_graph=graphed.images_per_s,
                        training=trn.images_per_s, training_mem_gb=trn.peak_memory_gb)
         except Exception as err:  # a model that fails is reported, the run goes on
             row["error"] = f"{type(err).__name__}: {err}"[:300]
@@ -85,12 +87,14 @@ def run_sweep(models: List[str], sizes: List[int], device: torch.device, quick: 
 
 def markdown(meta: Dict, main: List[Dict], sweep: List[Dict]) -> str:
     lines = [f"{meta['device']}, {meta['date']}, torch {meta['torch']}, triton {meta['triton']}", "",
-             "| model | params (M) | inference img/s | training img/s | train peak mem (GB) |", "|---|---|---|---|---|"]
+             "| model | params (M) | inference img/s | inference, CUDA graph | training img/s | train peak mem (GB) |",
+             "|---|---|---|---|---|---|"]
     for r in main:
         if "error" in r:
-            lines.append(f"| {r['model']} | | error: {r['error'][:80]} | | |")
+            lines.append(f"| {r['model']} | | error: {r['error'][:80]} | | | |")
         else:
-            lines.append(f"| {r['model']} | {r['params_m']:.1f} | {r['inference']:.0f} | {r['training']:.0f} | {r['training_mem_gb']:.1f} |")
+            lines.append(f"| {r['model']} | {r['params_m']:.1f} | {r['inference']:.0f} | {r['inference_graph']:.0f} | "
+                         f"{r['training']:.0f} | {r['training_mem_gb']:.1f} |")
     lines += ["", "| model | size | batch | inference img/s | peak memory (GB) |", "|---|---|---|---|---|"]
     for r in sweep:
         if "error" in r:

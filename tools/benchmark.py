@@ -1,6 +1,6 @@
 """Measure one model's inference and training throughput (and peak memory) the way benchmarks/RESULTS.md does.
 
-    python tools/benchmark.py vmamba_tiny [--batch 128] [--size 224] [--no-train] [--compile]
+    python tools/benchmark.py vmamba_tiny [--batch 128] [--size 224] [--no-train] [--compile] [--cuda-graph]
 
 Uses CUDA when available (timings with CUDA events), else the CPU (use a small --batch there).
 """
@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--no-train", action="store_true", help="inference only")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    parser.add_argument("--cuda-graph", action="store_true", help="also time inference replayed from a CUDA graph")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = create_for_size(args.model, args.size)
@@ -44,6 +45,10 @@ def main() -> None:
           f" ({torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu, float32'})")
     result = measure_inference(model, args.batch, args.size, device, progress=progress_bar("inference"))
     print(f"inference: {result.images_per_s:.0f} img/s, peak memory {result.peak_memory_gb:.2f} GB")
+    if args.cuda_graph:
+        result = measure_inference(model, args.batch, args.size, device, cuda_graph=True,
+                                   progress=progress_bar("graph"))
+        print(f"inference from a CUDA graph: {result.images_per_s:.0f} img/s")
     if not args.no_train:
         result = measure_training(model, args.batch, args.size, device, progress=progress_bar("training"))
         print(f"training:  {result.images_per_s:.0f} img/s, peak memory {result.peak_memory_gb:.2f} GB")

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from vssm.kernels import BACKENDS, selective_scan, selective_scan_reference
+from vssm.kernels import BACKENDS, as_routes, selective_scan, selective_scan_reference
 from vssm.kernels import triton_scan
 
 from .scan_inputs import TOLERANCES, as_float64, assert_close, random_problem
@@ -69,9 +69,7 @@ def test_chunk_parallel_and_sequential_paths(monkeypatch, repeat):
     repeats walk each route in one program. Both must equal the reference across chunk boundaries."""
     monkeypatch.setattr(triton_scan, "CHUNK", 4)
     p = random_problem(batch=2, L=14, K=2, dim=3, N=3, device=DEVICE, repeat=repeat, with_z=True)
-    assert triton_scan._routes_unique(
-        triton_scan.ScanProblem(p.u, p.delta, p.A, p.B, p.C, p.D, p.delta_bias, p.routes.index.long(),
-                                p.routes.index.long(), torch.zeros(2, dtype=torch.long), True)) is not repeat
+    assert as_routes(p.routes).tokens_unique() is not repeat
     out, grads, weights = grads_of(p, "none", "triton")
     ref_out, ref_grads, _ = grads_of(as_float64(p), "none", "reference", weights)
     assert_close(out, ref_out, torch.float32)

@@ -130,3 +130,23 @@ def test_params_and_flops_match_official(name, params, gflops):
     model = timm.create_model(name)
     assert abs(sum(p.numel() for p in model.parameters()) / 1e6 - params) / params < 0.01
     assert abs(count_flops(model) / 1e9 - gflops) / gflops < 0.03
+
+
+@pytest.mark.parametrize("dim, d_state", [(96, 1), (40, 16)])
+def test_aligned_dt_projection_equals_the_plain_one(dim, d_state):
+    """The CUDA path pads dt_rank to a multiple of 8 (aligned GEMM rows); values and gradients must not move."""
+    from vssm.layers.ss2d import SS2D
+
+    torch.manual_seed(0)
+    mixer = SS2D(dim, d_state=d_state)
+    assert mixer.dt_rank % 8
+    u = torch.randn(2, 10, 1, dim)
+    plain = mixer.project(u)
+    aligned = mixer._project_aligned(u[:, :, 0])
+    weights = [torch.randn_like(t) for t in plain]
+    grads = [torch.autograd.grad(sum((t * w).sum() for t, w in zip(out, weights)),
+                                 [mixer.x_proj_weight, mixer.dt_projs_weight]) for out in (plain, aligned)]
+    for a, b in zip(aligned, plain):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

@@ -81,9 +81,9 @@ def check_inputs(
             raise ValueError(f"{name}: got dtype {t.dtype}, expected torch.float32")
     if merge not in MERGES:
         raise ValueError(f"merge: got {merge!r}, expected one of {MERGES}")
-    _check_table("routes", index, length, (K, steps))
+    _check_table("routes", routes, "index", length, (K, steps))
     if routes.param_index is not None:
-        _check_table("routes.param_index", routes.param_index, length, (K, steps))
+        _check_table("routes.param_index", routes, "param_index", length, (K, steps))
     if routes.u_group is None:
         if u_slots not in (1, K):
             raise ValueError(f"u: got shape {_shape(u)}, expected Ku (axis 2) to be 1 or K = {K}")
@@ -91,8 +91,10 @@ def check_inputs(
         group = routes.u_group
         if tuple(group.shape) != (K,):
             raise ValueError(f"routes.u_group: got shape {_shape(group)}, expected (K,) = ({K},)")
-        if group.numel() and not _is_traced(group) and (int(group.min()) < 0 or int(group.max()) >= u_slots):
-            raise ValueError(f"routes.u_group: values must lie in [0, Ku = {u_slots}), got {group.tolist()}")
+        if group.numel() and not _is_traced(group):
+            lo, hi = routes.value_range("u_group")
+            if lo < 0 or hi >= u_slots:
+                raise ValueError(f"routes.u_group: values must lie in [0, Ku = {u_slots}), got {group.tolist()}")
     return ScanSizes(batch, length, K, u_slots, dim, N, steps)
 
 
@@ -101,14 +103,15 @@ def _is_traced(t: torch.Tensor) -> bool:
     return torch.compiler.is_compiling() or is_fake(t) or t.device.type == "meta"
 
 
-def _check_table(name: str, table: torch.Tensor, length: int, shape: Sequence[int]) -> None:
+def _check_table(name: str, routes: Routes, attr: str, length: int, shape: Sequence[int]) -> None:
+    table = getattr(routes, attr)
     if table.dtype.is_floating_point or table.dtype == torch.bool:
         raise ValueError(f"{name}: got dtype {table.dtype}, expected an integer tensor (int32)")
     if tuple(table.shape) != tuple(shape):
         raise ValueError(f"{name}: got shape {_shape(table)}, expected (K, T) = {tuple(shape)}")
     if table.numel() == 0 or _is_traced(table):
         return
-    lo, hi = int(table.min()), int(table.max())
+    lo, hi = routes.value_range(attr)
     if lo < -1 or hi >= length:
         raise ValueError(f"{name}: token indices must lie in [-1, L) = [-1, {length}), got min {lo} and max {hi}")
 

@@ -76,7 +76,8 @@ def _pick_backend(device: torch.device, backend: Optional[str]) -> str:
     return "torch"
 
 
-def _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus) -> torch_scan.ScanProblem:
+def _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus,
+             routes_unique) -> torch_scan.ScanProblem:
     index = index.long()
     groups = route_groups(_RoutesView(index, u_group), u.shape[2], u.device)
     return torch_scan.ScanProblem(
@@ -85,6 +86,7 @@ def _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delt
         param_index=index if param_index is None else param_index.long(),
         groups=groups,
         delta_softplus=delta_softplus,
+        routes_unique=routes_unique,
     )
 
 
@@ -108,9 +110,9 @@ def _scan_op(
     u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     D: Optional[Tensor], delta_bias: Optional[Tensor], z: Optional[Tensor],
     index: Tensor, param_index: Optional[Tensor], u_group: Optional[Tensor],
-    delta_softplus: bool, merge: str, out_dtype: torch.dtype, return_hidden: bool, backend: str,
+    delta_softplus: bool, merge: str, out_dtype: torch.dtype, return_hidden: bool, backend: str, routes_unique: bool,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    prob = _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus)
+    prob = _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus, routes_unique)
     out, hidden, state, extra = BACKENDS[backend].forward(prob, z, merge, out_dtype, return_hidden)
     return (
         out,
@@ -122,7 +124,7 @@ def _scan_op(
 
 @_scan_op.register_fake
 def _scan_op_fake(u, delta, A, B, C, D, delta_bias, z, index, param_index, u_group,
-                  delta_softplus, merge, out_dtype, return_hidden, backend):
+                  delta_softplus, merge, out_dtype, return_hidden, backend, routes_unique):
     sizes = _sizes(u, A, index)
     b, L, K, d, N = sizes.batch, sizes.length, sizes.routes, sizes.dim, sizes.d_state
     out_shape = (b, L, K, d) if merge == "none" else (b, L, d)
@@ -143,9 +145,9 @@ def _scan_backward_op(
     D: Optional[Tensor], delta_bias: Optional[Tensor], z: Optional[Tensor],
     index: Tensor, param_index: Optional[Tensor], u_group: Optional[Tensor],
     state: Tensor, extra: Tensor,
-    delta_softplus: bool, merge: str, backend: str,
+    delta_softplus: bool, merge: str, backend: str, routes_unique: bool,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    prob = _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus)
+    prob = _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus, routes_unique)
     grads, dz = BACKENDS[backend].backward(
         prob, z, merge, state, extra if z is not None else None, dout, dhidden
     )
@@ -160,7 +162,7 @@ def _scan_backward_op(
 
 @_scan_backward_op.register_fake
 def _scan_backward_op_fake(dout, dhidden, u, delta, A, B, C, D, delta_bias, z, index, param_index,
-                           u_group, state, extra, delta_softplus, merge, backend):
+                           u_group, state, extra, delta_softplus, merge, backend, routes_unique):
     return (
         torch.empty_like(u), torch.empty_like(delta), torch.empty_like(A),
         torch.empty_like(B), torch.empty_like(C),
@@ -175,7 +177,7 @@ _TENSOR_ARGS = ("u", "delta", "A", "B", "C", "D", "delta_bias", "z", "index", "p
 
 def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(*inputs[: len(_TENSOR_ARGS)], output[2], output[3])
-    ctx.delta_softplus, ctx.merge, _, ctx.return_hidden, ctx.backend = inputs[len(_TENSOR_ARGS):]
+    ctx.delta_softplus, ctx.merge, _, ctx.return_hidden, ctx.backend, ctx.routes_unique = inputs[len(_TENSOR_ARGS):]
 
 
 def _backward(ctx, dout, dhidden, _dstate, _dextra):
@@ -184,7 +186,7 @@ def _backward(ctx, dout, dhidden, _dstate, _dextra):
     grads = _scan_backward_op(
         dout.contiguous() if dout is not None else None,
         dhidden if ctx.return_hidden else None,
-        *tensors, state, extra, ctx.delta_softplus, ctx.merge, ctx.backend,
+        *tensors, state, extra, ctx.delta_softplus, ctx.merge, ctx.backend, ctx.routes_unique,
     )
     du, ddelta, dA, dB, dC, dD, dbias, dz = grads
     u, delta, A, B, C, D, delta_bias, z = tensors[:8]
@@ -193,7 +195,7 @@ def _backward(ctx, dout, dhidden, _dstate, _dextra):
         dD if D is not None else None,
         dbias if delta_bias is not None else None,
         dz if z is not None else None,
-        None, None, None, None, None, None, None, None,
+        None, None, None, None, None, None, None, None, None,
     )
 
 
@@ -241,6 +243,6 @@ def selective_scan(
         )
     out, hidden, _, _ = _scan_op(
         u, delta, A, B, C, D, delta_bias, z, index, param_index, u_group,
-        delta_softplus, merge, out_dtype or u.dtype, return_hidden, name,
+        delta_softplus, merge, out_dtype or u.dtype, return_hidden, name, name == "triton" and routes.tokens_unique(),
     )
     return (out, hidden) if return_hidden else out

@@ -7,7 +7,7 @@ and writes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import torch
 
@@ -42,6 +42,39 @@ class Routes:
     @property
     def num_steps(self) -> int:
         return self.index.shape[1]
+
+    def tokens_unique(self) -> bool:
+        """No route visits a token (or reads a parameter row) twice: chunks of one route then write disjoint
+        rows and may run in parallel."""
+        return self._once("_tokens_unique", lambda: _tokens_unique(self.index, self.param_index))
+
+    def value_range(self, table: str) -> Tuple[int, int]:
+        """(min, max) of ``table`` ("index", "param_index" or "u_group"), for the argument checks."""
+        return self._once(f"_range_{table}", lambda: (int(getattr(self, table).min()), int(getattr(self, table).max())))
+
+    def _once(self, key: str, compute: Callable[[], Any]) -> Any:
+        """A value read from the tables (a host sync) on the first call, then kept: tables are never modified,
+        so per-call checks and schedule choices cost no sync (and a forward can be captured in a CUDA graph).
+        Not kept while torch.compile traces."""
+        known = self.__dict__.get(key)
+        if known is None:
+            known = compute()
+            if not torch.compiler.is_compiling():
+                object.__setattr__(self, key, known)
+        return known
+
+
+def _tokens_unique(index: torch.Tensor, param_index: Optional[torch.Tensor]) -> bool:
+    """See Routes.tokens_unique; while torch.compile traces, False (the sequential schedule suits every table)."""
+    if torch.compiler.is_compiling():
+        return False
+    for table in (index, param_index):
+        if table is None:
+            continue
+        ordered = table.sort(dim=1).values
+        if bool(((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any()):
+            return False
+    return True
 
 
 RoutesLike = Union[Routes, torch.Tensor]

@@ -37,6 +37,7 @@ class ScanProblem:
     param_index: torch.Tensor  # (K, T) int64, delta/B/C token
     groups: torch.Tensor  # (K,) int64, u/z slot per route
     delta_softplus: bool
+    routes_unique: bool  # no route visits a token (or parameter row) twice (Routes.tokens_unique)
 
     @property
     def dtype(self) -> torch.dtype:

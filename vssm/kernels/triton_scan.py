@@ -30,6 +30,7 @@ import os
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 import triton
 import triton.language as tl
 
@@ -432,16 +433,6 @@ def _use_chunks(batch: int, n_db: int, K: int, n_chunks: int) -> bool:
     return n_chunks > 1 and batch * n_db * K < PARALLEL_PROGRAMS
 
 
-def _routes_unique(prob: ScanProblem) -> bool:
-    """True when no route visits a token (or reads a parameter row) twice: then chunks of one route write
-    disjoint rows and can run in parallel. (One small sort and one host sync per call.)"""
-    for table in (prob.index, prob.param_index):
-        ordered = table.sort(dim=1).values
-        if bool(((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any()):
-            return False
-    return True
-
-
 def forward(
     prob: ScanProblem, z: Optional[torch.Tensor], merge: str, out_dtype: torch.dtype, return_hidden: bool
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
@@ -458,7 +449,7 @@ def forward(
     tensors, strides = _common_args(prob)
     u, delta, A, B, C, D, bias, index, pindex, group = tensors
     flags = dict(HAS_BIAS=prob.delta_bias is not None, SOFTPLUS=prob.delta_softplus)
-    chunked = _use_chunks(batch, n_db, K, n_chunks) and _routes_unique(prob)
+    chunked = _use_chunks(batch, n_db, K, n_chunks) and prob.routes_unique
     if chunked:
         hloc, decay = torch.empty_like(ckpt), torch.empty_like(ckpt)
         _chunk_state_kernel[(batch, n_db, K * n_chunks)](
@@ -495,7 +486,7 @@ def backward(
     dy = dy.contiguous()
     if dhidden is not None:
         dhidden = dhidden.float().contiguous()
-    chunked = _use_chunks(batch, n_db, K, n_chunks) and _routes_unique(prob)
+    chunked = _use_chunks(batch, n_db, K, n_chunks) and prob.routes_unique
     spans = n_chunks if chunked else 1
     new = lambda *shape: prob.u.new_zeros(*shape, dtype=torch.float32)  # noqa: E731
     du_routes, ddelta = new(batch, length, K, dim), new(batch, length, K, dim)
@@ -521,7 +512,10 @@ def backward(
         N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK, HAS_D=prob.D is not None, CHUNKED=chunked, **flags,
     )
     u_slots = prob.u.shape[2]
-    du = torch.stack([du_routes[:, :, prob.groups == s].sum(2) for s in range(u_slots)], dim=2)
+    if u_slots == 1:
+        du = du_routes.sum(2, keepdim=True)
+    else:  # routes reading one slot summed through a one-hot matrix (no boolean indexing: no host sync)
+        du = torch.einsum("blkd,ks->blsd", du_routes, F.one_hot(prob.groups, u_slots).to(du_routes.dtype))
     grads = ScanGrads(
         u=du, delta=ddelta, A=dA.sum((0, 2)), B=dB.sum(0), C=dC.sum(0),
         D=dD.sum((0, 2)) if prob.D is not None else None,

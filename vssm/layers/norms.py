@@ -2,14 +2,32 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from ..kernels.layer_norm import layer_norm
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm over the last dim of a channel-last tensor (..., C); the fused Triton kernel on CUDA.
+
+    ``feeds_matmul=True`` is for a norm whose output only enters a matmul (or is cast to the autocast dtype
+    next): under autocast it then returns the autocast dtype directly, the value the matmul would cast the
+    float32 result to, instead of writing float32 and casting it in a second pass.
+    """
+
+    def __init__(self, normalized_shape: int, eps: float = 1e-5, feeds_matmul: bool = False) -> None:
+        super().__init__(normalized_shape, eps=eps)
+        self.feeds_matmul = feeds_matmul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out_dtype = None
+        if self.feeds_matmul and torch.is_autocast_enabled(x.device.type):
+            out_dtype = torch.get_autocast_dtype(x.device.type)
+        return layer_norm(x, self.weight, self.bias, self.eps, out_dtype)
 
 
 class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of a channel-first (B, C, H, W) map."""
+    """LayerNorm over the channels of a channel-first (B, C, H, W) map; no copy for channels_last memory."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
+        return layer_norm(x.permute(0, 2, 3, 1), self.weight, self.bias, self.eps).permute(0, 3, 1, 2)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..scans import ScanParams, ScanStrategy, get_scan
+from .norms import LayerNorm
 from .ssm_init import init_A_log, init_dt_bias, init_dt_weight, init_linear_weight
 
 
@@ -51,7 +52,7 @@ class SS2D(nn.Module):
         self.A_logs = nn.Parameter(init_A_log(K * route_dim, d_state))
         self.Ds = nn.Parameter(torch.ones(K * route_dim))
         self.scan_module = self.scan.make_module(d_inner, d_state)
-        self.out_norm = nn.LayerNorm(d_inner)
+        self.out_norm = LayerNorm(d_inner, feeds_matmul=True)
         self.out_proj = nn.Linear(d_inner, dim, bias=False)
         self.dropout = nn.Dropout(dropout)
 
@@ -60,6 +61,8 @@ class SS2D(nn.Module):
         With 1 < Ku < K, route k reads slot k // (K // Ku)."""
         K, width, D = self.x_proj_weight.shape
         b, L = u.shape[:2]
+        if u.shape[2] == 1 and u.is_cuda and self.dt_rank % 8:
+            return self._project_aligned(u[:, :, 0])
         if u.shape[2] == 1:
             # one GEMM for all routes (an einsum here became a badly shaped bmm: 10 ms per VMamba-T stage-1 block)
             x_dbl = F.linear(u[:, :, 0], self.x_proj_weight.reshape(K * width, D).to(u.dtype)).view(b, L, K, width)
@@ -70,6 +73,29 @@ class SS2D(nn.Module):
         # per-route dt projection as K GEMMs of (b*L, R) x (R, D); the result is viewed back as (b, L, K, D)
         per_route = dts.permute(2, 0, 1, 3).reshape(K, b * L, self.dt_rank)
         delta = torch.bmm(per_route, self.dt_projs_weight.to(u.dtype).transpose(1, 2))
+        return delta.view(K, b, L, -1).permute(1, 2, 0, 3), B, C
+
+    def _project_aligned(self, u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``project`` for one u slot (b, L, D) on CUDA with dt_rank zero-padded to a multiple of 8: rows of 6
+        or 12 half-precision values are not 16-byte aligned and cuBLAS then picked an old wmma kernel that
+        took 35% of a VMamba-T stage-1 block's forward+backward on the H100. Same values as ``project``;
+        FLOP counts (tools/flops.py, on the CPU) see the unpadded GEMMs."""
+        K, width, D = self.x_proj_weight.shape
+        R, N = self.dt_rank, self.d_state
+        R8 = -(-R // 8) * 8
+        weight = self.x_proj_weight.to(u.dtype)
+        rows = torch.cat([  # [K dt blocks of R8 rows | K B blocks | K C blocks]
+            F.pad(weight[:, :R], (0, 0, 0, R8 - R)).reshape(K * R8, D),
+            weight[:, R:R + N].reshape(K * N, D),
+            weight[:, R + N:].reshape(K * N, D),
+        ])
+        b, L = u.shape[:2]
+        x_dbl = F.linear(u.reshape(b * L, D), rows)
+        B = x_dbl[:, K * R8:K * (R8 + N)].view(b, L, K, N)
+        C = x_dbl[:, K * (R8 + N):].view(b, L, K, N)
+        dts = x_dbl[:, :K * R8].view(b * L, K, R8).transpose(0, 1)
+        dt_weight = F.pad(self.dt_projs_weight.to(u.dtype), (0, R8 - R))
+        delta = torch.bmm(dts, dt_weight.transpose(1, 2))
         return delta.view(K, b, L, -1).permute(1, 2, 0, 3), B, C
 
     def scan_params(self) -> ScanParams:

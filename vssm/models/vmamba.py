@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers.mlp import Mlp
-from ..layers.norms import LayerNorm2d
+from ..layers.norms import LayerNorm, LayerNorm2d
 from ..layers.ss2d import SS2D
 from ..scans import ScanStrategy, get_scan
 from ._loading import StateDict, create_model_from_file_or_cfg, select_state_dict
@@ -44,6 +44,8 @@ class ConvStem(nn.Module):
         self.norm2 = LayerNorm2d(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # channels_last memory: the convs keep it and the channel norms read unit-stride rows (no copies)
+        x = x.contiguous(memory_format=torch.channels_last)
         return self.norm2(self.conv2(self.act(self.norm1(self.conv1(x)))))
 
 
@@ -56,7 +58,7 @@ class PatchStem(nn.Module):
         self.norm = LayerNorm2d(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(x))
+        return self.norm(self.proj(x.contiguous(memory_format=torch.channels_last)))
 
 
 class ConvDownsample(nn.Module):
@@ -65,7 +67,7 @@ class ConvDownsample(nn.Module):
     def __init__(self, dim: int, out_dim: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(dim, out_dim, 3, stride=2, padding=1)
-        self.norm = nn.LayerNorm(out_dim)
+        self.norm = LayerNorm(out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
@@ -77,7 +79,7 @@ class PatchMerging(nn.Module):
 
     def __init__(self, dim: int, out_dim: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(4 * dim)
+        self.norm = LayerNorm(4 * dim, feeds_matmul=True)
         self.reduction = nn.Linear(4 * dim, out_dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,11 +95,11 @@ class VSSBlock(nn.Module):
 
     def __init__(self, dim: int, mlp_ratio: float, drop_path: float, **mixer_kwargs: Any) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm = LayerNorm(dim, feeds_matmul=True)
         self.op = SS2D(dim, **mixer_kwargs)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         if mlp_ratio > 0:
-            self.norm2 = nn.LayerNorm(dim)
+            self.norm2 = LayerNorm(dim, feeds_matmul=True)
             self.mlp = Mlp(dim, int(dim * mlp_ratio))
         else:
             self.norm2 = self.mlp = None
@@ -182,7 +184,7 @@ class VMamba(nn.Module):
             last = i == len(depths) - 1
             self.layers.append(VMambaStage(blocks, None if last else down_cls(dims[i], dims[i + 1])))
             self.feature_info.append(dict(num_chs=dims[i], reduction=4 * 2 ** i, module=f"layers.{i}"))
-        self.norm = nn.LayerNorm(dims[-1])
+        self.norm = LayerNorm(dims[-1])
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.apply(self._init_weights)

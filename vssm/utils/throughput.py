@@ -62,19 +62,43 @@ def _peak_memory_gb(device: torch.device) -> float:
 
 
 def measure_inference(model: nn.Module, batch: int, size: int, device: torch.device, *, warmup: int = 10,
-                      iters: int = 30, dtype: torch.dtype = torch.bfloat16,
+                      iters: int = 30, dtype: torch.dtype = torch.bfloat16, cuda_graph: bool = False,
                       progress: Optional[Callable[[int, int], None]] = None) -> Throughput:
-    """Forward passes of a (batch, 3, size, size) input under autocast; images per second."""
+    """Forward passes of a (batch, 3, size, size) input under autocast; images per second.
+
+    ``cuda_graph``: capture one forward in a CUDA graph and time its replays (no per-op launch cost from
+    Python; what serving code with a fixed batch shape gets). Needs CUDA and a model without host syncs.
+    """
     model = model.to(device).eval()
     images = torch.randn(batch, 3, size, size, device=device)
     _reset_memory(device)
 
     def step() -> None:
-        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda"):
+        # no autocast weight cache: a captured graph must not keep casts from its warm-up
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda",
+                                             cache_enabled=not cuda_graph):
             model(images)
 
+    if cuda_graph:
+        if device.type != "cuda":
+            raise ValueError(f"cuda_graph: needs a CUDA device, got {device}")
+        step = _captured(step, warmup)
     seconds = _time(step, warmup, iters, device, progress)
     return Throughput(batch / seconds, _peak_memory_gb(device), batch, size)
+
+
+def _captured(step: Callable[[], None], warmup: int) -> Callable[[], None]:
+    """Warm ``step`` up on a side stream (kernel compilation, cached tables), capture it, return the replay."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(max(3, warmup)):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def measure_training(model: nn.Module, batch: int, size: int, device: torch.device, *, warmup: int = 5,
