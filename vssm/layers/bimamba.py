@@ -16,7 +16,7 @@ route 1 = its backward branch (``*_b`` in official checkpoints).
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +56,7 @@ class BiMambaMixer(nn.Module):
         self.D = nn.Parameter(torch.ones(K, d_inner))
         self.scan_module = self.scan.make_module(d_inner, d_state)
         self.out_proj = nn.Linear(d_inner, dim, bias=False)
+        self._visit_cache: Dict[Tuple[int, str], List[torch.Tensor]] = {}
 
     def _route_conv(self, x: torch.Tensor) -> torch.Tensor:
         """x (b, L, D) -> u (b, L, K, D): SiLU(causal depthwise conv along each route), at raster positions.
@@ -64,19 +65,29 @@ class BiMambaMixer(nn.Module):
         never visits are never read by it and stay 0 in its slot.
         """
         b, L, D = x.shape
-        table = self.scan.routes(1, L, x.device).index.long()  # (K, T), -1 = padding step
-        K = table.shape[0]
+        visits = self._visits(L, x.device)
+        K = len(visits)
         weight, bias = self.conv_weight.to(x.dtype).view(K, D, 1, -1), self.conv_bias.to(x.dtype).view(K, D)
         u = x.new_zeros(b, L, K, D)
-        for k in range(K):
-            visited = table[k][table[k] >= 0]
+        for k, visited in enumerate(visits):
             if visited.numel() == 0:
                 continue
-            if visited.unique().numel() != visited.numel():
-                raise ValueError(f"scan: {self.scan.name!r} route {k} on 1 x {L} visits a token twice; the Vim mixer's per-route conv needs each token at most once per route")
             seq = F.pad(x[:, visited].transpose(1, 2), (self.d_conv - 1, 0))  # (b, D, T_k + d_conv - 1)
             u[:, visited, k] = F.silu(F.conv1d(seq, weight[k], bias[k], groups=D)).transpose(1, 2)
         return u
+
+    def _visits(self, L: int, device: torch.device) -> List[torch.Tensor]:
+        """Per route, the tokens it visits in order (padding steps dropped), checked and kept per (L, device):
+        reading the tables is a host sync, done once rather than in every forward."""
+        key = (L, str(device))
+        if key not in self._visit_cache:
+            table = self.scan.routes(1, L, device).index.long()  # (K, T), -1 = padding step
+            visits = [row[row >= 0] for row in table]
+            for k, visited in enumerate(visits):
+                if visited.unique().numel() != visited.numel():
+                    raise ValueError(f"scan: {self.scan.name!r} route {k} on 1 x {L} visits a token twice; the Vim mixer's per-route conv needs each token at most once per route")
+            self._visit_cache[key] = visits
+        return self._visit_cache[key]
 
     def project(self, u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """u (b, L, K, D) -> delta (b, L, K, D), B and C (b, L, K, N): each route's own x_proj, dt_proj."""

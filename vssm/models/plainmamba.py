@@ -20,6 +20,7 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
 
+from ..layers.norms import LayerNorm
 from ..layers.plain_mamba_mixer import PlainMambaMixer
 from ..layers.pos_embed import resample_grid_pos_embed
 from ._loading import StateDict, create_model_from_file_or_cfg, select_state_dict
@@ -50,7 +51,7 @@ class PlainMambaBlock(nn.Module):
 
     def __init__(self, dim: int, drop_path: float, with_dwconv: bool, **mixer_kwargs: Any) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm = LayerNorm(dim, feeds_matmul=True)
         self.mamba = PlainMambaMixer(dim, **mixer_kwargs)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.dw = nn.Sequential(
@@ -95,7 +96,7 @@ class PlainMamba(nn.Module):
             PlainMambaBlock(embed_dim, dpr[i], i in layers_with_dwconv, d_state=d_state, expand=expand, scan=scan, scan_kwargs=scan_kwargs)
             for i in range(depth)
         )
-        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.norm = LayerNorm(embed_dim, eps=1e-6)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Module()
         self.head.fc = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
