@@ -75,7 +75,7 @@ def test_no_weight_decay_and_group_matcher():
     assert len(timm.models.group_parameters(model, model.group_matcher())) >= 3
 
 
-UNSUPPORTED = {"multihead": "splits channels", "multiscale": "visits a token twice"}
+UNSUPPORTED = {"multihead": "splits channels", "multiscale": "cannot carry", "spatial_fusion": "cannot carry"}
 
 
 @pytest.mark.parametrize("scan", list_scans())
@@ -96,9 +96,68 @@ def test_backward_route_conv_is_anticausal():
     x = torch.randn(1, 9, mixer.d_inner)
     y = x.clone()
     y[:, -1] += 1
-    diff = (mixer._route_conv(x) - mixer._route_conv(y)).abs().sum(-1)[0]  # (L, K)
+    diff = (mixer._route_conv(x, (2, 4)) - mixer._route_conv(y, (2, 4))).abs().sum(-1)[0]  # (L, K)
     assert diff[:-1, 0].eq(0).all() and diff[-1, 0] > 0
     assert diff[:5, 1].eq(0).all() and (diff[5:, 1] > 0).all()
+
+
+def test_bidirectional_scans_the_token_sequence_itself():
+    """Vim's default keeps the official order: the M + 1 tokens forward and exactly reversed (odd M included)."""
+    mixer = tiny().layers[0].mixer
+    for grid in ((3, 5), (2, 4)):
+        L = grid[0] * grid[1] + 1
+        forward, backward = mixer._visits(grid, torch.device("cpu"))
+        assert torch.equal(forward, torch.arange(L)) and torch.equal(backward, torch.arange(L).flip(0))
+
+
+@pytest.mark.parametrize("scan", ["hilbert", "cross", "zigzag", "window"])
+def test_2d_scans_walk_the_patch_grid_with_the_class_token_mid_route(scan):
+    H, W = 3, 5
+    M, c = H * W, (H * W) // 2
+    mixer = tiny(scan=scan).layers[0].mixer
+    plain = mixer.scan.routes(H, W)
+    for k, visited in enumerate(mixer._visits((H, W), torch.device("cpu"))):
+        steps = visited.tolist()
+        assert steps.count(c) == 1
+        patches = [s if s < c else s - 1 for s in steps if s != c]  # sequence position -> raster patch
+        assert patches == [p for p in plain.index[k].tolist() if p >= 0]  # the strategy's own 2-D route
+        assert set(patches) <= set(range(M))
+    full = mixer.scan.routes(H, W, middle_token=True).index
+    assert (full[:, (full.shape[1] - 1) // 2] == c).all()  # step T // 2 of the grid route
+    if scan == "hilbert":  # consecutive patches along a route are grid neighbours
+        for k, visited in enumerate(mixer._visits((H, W), torch.device("cpu"))):
+            patches = [s if s < c else s - 1 for s in visited.tolist() if s != c]
+            for a, b in zip(patches, patches[1:]):
+                assert abs(a // W - b // W) + abs(a % W - b % W) == 1
+
+
+def test_cross_scan_sees_the_image_in_2d():
+    """Transposing the patch grid turns cross's raster routes into its column routes: with the route parameter
+    sets swapped to match, the mixer output is the transposed output. A 1-D scan of the sequence would not."""
+    torch.manual_seed(0)
+    H, W = 2, 3
+    mixer = tiny(scan="cross").layers[0].mixer.double()
+    swapped = tiny(scan="cross").layers[0].mixer.double()
+    order = [1, 0, 3, 2]  # raster <-> column, reversed raster <-> reversed column
+    with torch.no_grad():
+        for name, p in mixer.named_parameters():
+            q = dict(swapped.named_parameters())[name]
+            if name.startswith(("in_proj", "out_proj")):
+                q.copy_(p)
+            else:
+                q.copy_(p.view(4, -1)[order].view_as(p))
+    M, c = H * W, (H * W) // 2
+    seq = lambda grid_index: grid_index if grid_index < c else grid_index + 1  # noqa: E731
+    # token of the transposed grid at raster (j, i) is the original patch (i, j); the class token stays in the middle
+    perm = [c] * (M + 1)
+    for i in range(H):
+        for j in range(W):
+            perm[seq(j * H + i)] = seq(i * W + j)
+    x = torch.randn(1, M + 1, 16, dtype=torch.float64)
+    out = mixer(x, (H, W))
+    out_t = swapped(x[:, perm], (W, H))
+    torch.testing.assert_close(out_t, out[:, perm])
+    assert not torch.allclose(swapped(x, (H, W)), out)  # the parameter swap matters
 
 
 def test_pos_embed_middle_class_slot_moves_not_interpolated():

@@ -5,9 +5,13 @@ dt_proj -> selective scan along route k with its own A, D -> * silu(z) -> merge 
 -> out_proj. With the default ``bidirectional`` scan, route 1 is the reversed sequence, so its conv is
 anti-causal in sequence order and this is exactly Vim's "bimamba v2" (flipped x and z, outputs halved).
 
-The sequence is scanned as a 1 x L strip (``strategy.forward(..., H=1, W=L)``): Vim's class token sits
-inside the sequence, so a 2-D strategy sees one row of tokens. The per-route convolution runs along the
-tokens each route visits (padding steps skipped); a route that visits a token twice raises.
+Routes. ``bidirectional`` scans the token sequence itself (a 1 x L strip): the forward and the exactly reversed
+sequence, class token included, as the official model does. Every other strategy scans the patch grid (H x W)
+with its own 2-D routes, and the class token (sequence index M // 2 of the M + 1 tokens) is visited once by every
+route, at its middle step (``ScanStrategy.routes(..., middle_token=True)``). Strategies whose learnable part works
+on the grid itself (multiscale, spatial_fusion) and ones that split channels across routes (multihead) are
+refused with a ValueError. The per-route convolution runs along the tokens each route visits (padding steps
+skipped); a route that visits a token twice raises.
 
 Parameters are stacked per route: conv_weight (K*D, 1, k), conv_bias (K*D), x_proj_weight (K, R+2N, D),
 dt_proj_weight (K, D, R), dt_proj_bias (K, D), A_log (K, D, N), D (K, D); route 0 = Vim's forward branch,
@@ -46,6 +50,8 @@ class BiMambaMixer(nn.Module):
         K = self.scan.num_routes
         if self.scan.route_dim(d_inner) != d_inner:
             raise ValueError(f"scan: {self.scan.name!r} splits channels across routes; the Vim mixer scans all {d_inner} channels per route")
+        if not self.scan.supports_middle_token:
+            raise ValueError(f"scan: {self.scan.name!r} works on the patch grid itself and cannot carry Vim's middle class token")
         self.in_proj = nn.Linear(dim, 2 * d_inner, bias=False)
         self.conv_weight = nn.Parameter(init_linear_weight((K * d_inner, 1, d_conv), d_conv))
         self.conv_bias = nn.Parameter(init_linear_weight((K * d_inner,), d_conv))
@@ -58,14 +64,22 @@ class BiMambaMixer(nn.Module):
         self.out_proj = nn.Linear(d_inner, dim, bias=False)
         self._visit_cache: Dict[Tuple[int, str], List[torch.Tensor]] = {}
 
-    def _route_conv(self, x: torch.Tensor) -> torch.Tensor:
-        """x (b, L, D) -> u (b, L, K, D): SiLU(causal depthwise conv along each route), at raster positions.
+    def _routes(self, grid: Tuple[int, int]) -> Tuple[Tuple[int, int], bool]:
+        """The grid and middle-token flag the strategy scans for a patch grid (H, W): the 1 x (M+1) sequence for
+        ``bidirectional``, else the grid with the class token visited mid-route."""
+        H, W = grid
+        if self.scan.name == "bidirectional":
+            return (1, H * W + 1), False
+        return (H, W), True
+
+    def _route_conv(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """x (b, L, D) -> u (b, L, K, D): SiLU(causal depthwise conv along each route), at sequence positions.
 
         The conv runs over the tokens a route visits, in its order (padding steps skipped); tokens a route
         never visits are never read by it and stay 0 in its slot.
         """
         b, L, D = x.shape
-        visits = self._visits(L, x.device)
+        visits = self._visits(grid, x.device)
         K = len(visits)
         weight, bias = self.conv_weight.to(x.dtype).view(K, D, 1, -1), self.conv_bias.to(x.dtype).view(K, D)
         u = x.new_zeros(b, L, K, D)
@@ -76,16 +90,17 @@ class BiMambaMixer(nn.Module):
             u[:, visited, k] = F.silu(F.conv1d(seq, weight[k], bias[k], groups=D)).transpose(1, 2)
         return u
 
-    def _visits(self, L: int, device: torch.device) -> List[torch.Tensor]:
-        """Per route, the tokens it visits in order (padding steps dropped), checked and kept per (L, device):
-        reading the tables is a host sync, done once rather than in every forward."""
-        key = (L, str(device))
+    def _visits(self, grid: Tuple[int, int], device: torch.device) -> List[torch.Tensor]:
+        """Per route, the sequence positions it visits in order (padding steps dropped), checked and kept per
+        (grid, device): reading the tables is a host sync, done once rather than in every forward."""
+        key = (*grid, str(device))
         if key not in self._visit_cache:
-            table = self.scan.routes(1, L, device).index.long()  # (K, T), -1 = padding step
+            (H, W), middle = self._routes(grid)
+            table = self.scan.routes(H, W, device, middle).index.long()  # (K, T), -1 = padding step
             visits = [row[row >= 0] for row in table]
             for k, visited in enumerate(visits):
                 if visited.unique().numel() != visited.numel():
-                    raise ValueError(f"scan: {self.scan.name!r} route {k} on 1 x {L} visits a token twice; the Vim mixer's per-route conv needs each token at most once per route")
+                    raise ValueError(f"scan: {self.scan.name!r} route {k} on {grid[0]} x {grid[1]} patches visits a token twice; the Vim mixer's per-route conv needs each token at most once per route")
             self._visit_cache[key] = visits
         return self._visit_cache[key]
 
@@ -95,14 +110,18 @@ class BiMambaMixer(nn.Module):
         dts, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         return torch.einsum("blkr,kdr->blkd", dts, self.dt_proj_weight.to(u.dtype)), B, C
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (b, L, C) -> (b, L, C)."""
+    def forward(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """x (b, L, C) tokens of a (H, W) = ``grid`` patch grid with the class token at (L - 1) // 2 -> (b, L, C)."""
         b, L, _ = x.shape
+        if L != grid[0] * grid[1] + 1:
+            raise ValueError(f"x: got {L} tokens, expected H * W + 1 = {grid[0] * grid[1] + 1} for grid {grid}")
         x, z = self.in_proj(x).chunk(2, dim=-1)
-        u = self._route_conv(x)
+        u = self._route_conv(x, grid)
         K = u.shape[2]
         params = ScanParams(A=-torch.exp(self.A_log.float()), D=self.D.float(), delta_bias=self.dt_proj_bias.float())
+        (H, W), middle = self._routes(grid)
         y = self.scan.forward(
-            u, self.project, params, 1, L, z=z[:, :, None].expand(b, L, K, self.d_inner), module=self.scan_module
+            u, self.project, params, H, W, z=z[:, :, None].expand(b, L, K, self.d_inner), module=self.scan_module,
+            middle_token=middle,
         )
         return self.out_proj(y)

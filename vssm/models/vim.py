@@ -23,7 +23,8 @@ from ._loading import StateDict, create_model_from_file_or_cfg, select_state_dic
 
 
 class VimBlock(nn.Module):
-    """(hidden, residual) -> (mixer(RmsNorm(residual')), residual') with residual' = residual + drop_path(hidden)."""
+    """(hidden, residual) -> (mixer(RmsNorm(residual')), residual') with residual' = residual + drop_path(hidden);
+    ``grid`` is the (H, W) patch grid the tokens come from."""
 
     def __init__(self, dim: int, drop_path: float, **mixer_kwargs: Any) -> None:
         super().__init__()
@@ -31,9 +32,10 @@ class VimBlock(nn.Module):
         self.mixer = BiMambaMixer(dim, **mixer_kwargs)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, hidden: torch.Tensor, residual: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, hidden: torch.Tensor, residual: Optional[torch.Tensor],
+                grid: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor]:
         residual = hidden.float() if residual is None else residual + self.drop_path(hidden).float()
-        return self.mixer(self.norm(residual.to(self.norm.weight.dtype))), residual
+        return self.mixer(self.norm(residual.to(self.norm.weight.dtype)), grid), residual
 
 
 class Vim(nn.Module):
@@ -121,10 +123,10 @@ class Vim(nn.Module):
         x = x + resample_middle_cls_pos_embed(self.pos_embed, self.grid_size, grid)
         return self.pos_drop(x), grid
 
-    def _run_block(self, block: VimBlock, hidden: torch.Tensor, residual: Optional[torch.Tensor]):
+    def _run_block(self, block: VimBlock, hidden: torch.Tensor, residual: Optional[torch.Tensor], grid: Tuple[int, int]):
         if self.grad_checkpointing and torch.is_grad_enabled():
-            return torch.utils.checkpoint.checkpoint(block, hidden, residual, use_reentrant=False)
-        return block(hidden, residual)
+            return torch.utils.checkpoint.checkpoint(block, hidden, residual, grid, use_reentrant=False)
+        return block(hidden, residual, grid)
 
     def _final_norm(self, hidden: torch.Tensor, residual: torch.Tensor, block: VimBlock) -> torch.Tensor:
         return self.norm_f((residual + block.drop_path(hidden).float()).to(self.norm_f.weight.dtype))
@@ -149,7 +151,7 @@ class Vim(nn.Module):
         intermediates = []
         blocks = self.layers[: max_index + 1] if stop_early else self.layers
         for i, block in enumerate(blocks):
-            hidden, residual = self._run_block(block, hidden, residual)
+            hidden, residual = self._run_block(block, hidden, residual, (H, W))
             if i in take_indices:
                 stream = residual + block.drop_path(hidden).float()
                 stream = self.norm_f(stream.to(self.norm_f.weight.dtype)) if norm else stream.to(x.dtype)
@@ -170,10 +172,10 @@ class Vim(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> normalised tokens (B, M+1, D), class token at M//2."""
-        x, _ = self._embed(x)
+        x, grid = self._embed(x)
         hidden, residual = x, None
         for block in self.layers:
-            hidden, residual = self._run_block(block, hidden, residual)
+            hidden, residual = self._run_block(block, hidden, residual, grid)
         return self._final_norm(hidden, residual, self.layers[-1])
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

@@ -33,9 +33,12 @@ class ScanStrategy(ABC):
 
     name: str = ""
     merge: str = "sum"
+    # False for strategies whose learnable part works on the H x W grid itself (downsampling, state fusion):
+    # they cannot carry a token outside the grid (Vim's middle class token).
+    supports_middle_token: bool = True
 
     def __init__(self) -> None:
-        self._cache: Dict[Tuple[int, int, str], Routes] = {}
+        self._cache: Dict[Tuple[int, int, str, bool], Routes] = {}
 
     @property
     @abstractmethod
@@ -46,12 +49,13 @@ class ScanStrategy(ABC):
     def build_routes(self, H: int, W: int) -> Routes:
         """Route tables for an H x W grid, on the CPU."""
 
-    def routes(self, H: int, W: int, device: Optional[torch.device] = None) -> Routes:
-        """Cached :meth:`build_routes` on ``device``: the second call for a size allocates nothing."""
+    def routes(self, H: int, W: int, device: Optional[torch.device] = None, middle_token: bool = False) -> Routes:
+        """Cached :meth:`build_routes` on ``device``: the second call for a size allocates nothing.
+        ``middle_token``: the tables over H*W + 1 tokens of :func:`with_middle_token` (Vim's class token)."""
         if H < 1 or W < 1:
             raise ValueError(f"H, W: got {H} x {W}, expected a grid of at least 1 x 1")
         device = torch.device(device) if device is not None else torch.device("cpu")
-        key = (H, W, str(device))
+        key = (H, W, str(device), middle_token)
         cached = self._cache.get(key)
         if cached is None:
             # Small integer arithmetic: one thread is fastest, and immune to OpenMP oversubscription
@@ -60,6 +64,8 @@ class ScanStrategy(ABC):
             torch.set_num_threads(1)
             try:
                 built = self.build_routes(H, W)
+                if middle_token:
+                    built = with_middle_token(built, H * W)
             finally:
                 torch.set_num_threads(threads)
             cached = _to_device(built, device)
@@ -86,8 +92,11 @@ class ScanStrategy(ABC):
         module: Optional[nn.Module] = None,
         delta_softplus: bool = True,
         out_dtype: Optional[torch.dtype] = None,
+        middle_token: bool = False,
     ) -> torch.Tensor:
         """Scan the raster tokens u (b, H*W, Ku, d) along this strategy's routes; returns (b, H*W, d).
+        With ``middle_token``, u holds H*W + 1 tokens: the grid in raster order with one extra token at index
+        (H*W) // 2, visited at the middle step of every route (:func:`with_middle_token`).
 
         ``project`` receives u with Ku slots; when 1 < Ku < K, route k reads slot k // (K // Ku).
 
@@ -97,7 +106,7 @@ class ScanStrategy(ABC):
         delta, B, C = project(u)
         return selective_scan(
             u, delta, params.A, B, C, params.D, params.delta_bias, z,
-            routes=self.routes(H, W, u.device), delta_softplus=delta_softplus, merge=self.merge,
+            routes=self.routes(H, W, u.device, middle_token), delta_softplus=delta_softplus, merge=self.merge,
             out_dtype=out_dtype,
         )
 
@@ -110,6 +119,26 @@ def _to_device(routes: Routes, device: torch.device) -> Routes:
     return Routes(
         index=move(routes.index), param_index=move(routes.param_index), u_group=move(routes.u_group),
         direction=move(routes.direction), merge=routes.merge,
+    )
+
+
+def with_middle_token(routes: Routes, M: int) -> Routes:
+    """Routes over a grid of M tokens -> routes over M + 1 tokens, the extra one at index c = M // 2 (Vim's middle
+    class token; grid token p moves to p + 1 when p >= c). Each route visits it once, at step T // 2 of its T + 1
+    steps; a direction table gets START there (the class token is not a move on the grid)."""
+    c = M // 2
+
+    def inserted(table: Optional[torch.Tensor], value: int, tokens: bool = True) -> Optional[torch.Tensor]:
+        if table is None:
+            return None
+        if tokens:  # padding (-1) stays below c
+            table = torch.where(table >= c, table + 1, table)
+        m = table.shape[1] // 2
+        return torch.cat([table[:, :m], table.new_full((table.shape[0], 1), value), table[:, m:]], dim=1)
+
+    return Routes(
+        index=inserted(routes.index, c), param_index=inserted(routes.param_index, c), u_group=routes.u_group,
+        direction=inserted(routes.direction, START, tokens=False), merge=routes.merge,
     )
 
 
@@ -160,6 +189,13 @@ def merge_tokens(y: torch.Tensor, routes: Routes, length: int) -> torch.Tensor:
     keep = index >= 0
     values = y.reshape(y.shape[0], -1, y.shape[-1])[:, keep]
     return y.new_zeros(y.shape[0], length, y.shape[-1]).index_add_(1, index[keep], values)
+
+
+def require_no_middle_token(strategy: ScanStrategy, middle_token: bool) -> None:
+    """Strategies whose learnable part works on the grid itself cannot carry a token outside it."""
+    if middle_token:
+        raise ValueError(f"scan: {strategy.name!r} works on the H x W grid itself and cannot carry an extra "
+                         "(class) token; use a strategy that is a set of routes")
 
 
 def require_single_u_slot(name: str, u: torch.Tensor, z: Optional[torch.Tensor]) -> None:

@@ -130,6 +130,7 @@ class MultiHeadScan(ScanStrategy):
         module: Optional[nn.Module] = None,
         delta_softplus: bool = True,
         out_dtype: Optional[torch.dtype] = None,
+        middle_token: bool = False,
     ) -> torch.Tensor:
         require_single_u_slot(self.name, u, z)
         b, L, _, dim = u.shape
@@ -137,7 +138,8 @@ class MultiHeadScan(ScanStrategy):
         delta, B, C = project(heads_u)
         y = selective_scan(
             heads_u, delta, params.A, B, C, params.D, params.delta_bias,
-            routes=self.routes(H, W, u.device), delta_softplus=delta_softplus, merge="none", out_dtype=out_dtype,
+            routes=self.routes(H, W, u.device, middle_token), delta_softplus=delta_softplus, merge="none",
+            out_dtype=out_dtype,
         )
         y = module(y.view(b, L, self.heads, 4, -1))
         if z is not None:

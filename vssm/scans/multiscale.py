@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import Routes, selective_scan
-from .base import Projector, ScanParams, ScanStrategy, raster_grid, require_single_u_slot
+from .base import Projector, ScanParams, ScanStrategy, raster_grid, require_no_middle_token, require_single_u_slot
 from .registry import register_scan
 
 
@@ -37,6 +37,7 @@ class Downsample(nn.Module):
 
 @register_scan("multiscale")
 class MultiScaleScan(ScanStrategy):
+    supports_middle_token = False  # it downsamples the H x W grid
     merge = "none"
 
     @property
@@ -67,7 +68,9 @@ class MultiScaleScan(ScanStrategy):
         module: Optional[nn.Module] = None,
         delta_softplus: bool = True,
         out_dtype: Optional[torch.dtype] = None,
+        middle_token: bool = False,
     ) -> torch.Tensor:
+        require_no_middle_token(self, middle_token)
         require_single_u_slot(self.name, u, z)
         b, L, _, dim = u.shape
         h, w = low_resolution(H, W)

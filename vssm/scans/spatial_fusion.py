@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import Routes, selective_scan
-from .base import Projector, ScanParams, ScanStrategy, require_single_u_slot
+from .base import Projector, ScanParams, ScanStrategy, require_no_middle_token, require_single_u_slot
 from .registry import register_scan
 
 DILATIONS = (1, 3, 5)
@@ -43,6 +43,7 @@ class StateFusion(nn.Module):
 
 @register_scan("spatial_fusion")
 class SpatialFusionScan(ScanStrategy):
+    supports_middle_token = False  # it fuses hidden states over the H x W grid
     merge = "sum"
 
     @property
@@ -67,7 +68,9 @@ class SpatialFusionScan(ScanStrategy):
         module: Optional[nn.Module] = None,
         delta_softplus: bool = True,
         out_dtype: Optional[torch.dtype] = None,
+        middle_token: bool = False,
     ) -> torch.Tensor:
+        require_no_middle_token(self, middle_token)
         require_single_u_slot(self.name, u, z)
         b, L, _, dim = u.shape
         delta, B, C = project(u)

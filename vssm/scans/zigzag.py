@@ -88,8 +88,9 @@ class ZigzagScan(ScanStrategy):
         module: Optional[nn.Module] = None,
         delta_softplus: bool = True,
         out_dtype: Optional[torch.dtype] = None,
+        middle_token: bool = False,
     ) -> torch.Tensor:
-        routes = self.routes(H, W, u.device)
+        routes = self.routes(H, W, u.device, middle_token)
         delta, B, C = project(u)
         if module is not None:
             B = module(B, routes)
