@@ -86,7 +86,9 @@ class PlainMamba(nn.Module):
         super().__init__()
         self.in_chans, self.num_classes = in_chans, num_classes
         self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
-        self.grid_size = tuple(math.ceil(s / 16) for s in to_2tuple(img_size))
+        # the official patch_resolution: the stem's stride-2 output size taken as floor(s / 2), then padded to
+        # a multiple of 8 (for s = 16k + 1 this is one less than the run-time grid; pos_embed is then resampled)
+        self.grid_size = tuple(math.ceil((s // 2) / 8) for s in to_2tuple(img_size))
         self.grad_checkpointing = False
         self.patch_embed = ConvStem(in_chans, embed_dim, num_convs_stem)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid_size[0] * self.grid_size[1], embed_dim))
@@ -128,7 +130,8 @@ class PlainMamba(nn.Module):
 
     # forward ----------------------------------------------------------------------------------------
     def _embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, int, int]:
-        """(B, C, H, W) -> tokens (B, h*w, D) + pos_embed, and the grid h, w = ceil(H/16), ceil(W/16)."""
+        """(B, C, H, W) -> tokens (B, h*w, D) + pos_embed (bicubic-resampled from ``grid_size`` when the grid
+        differs), and the grid h, w = ceil(ceil(H/2) / 8), ceil(ceil(W/2) / 8) (padded at the bottom/right)."""
         if x.dim() != 4 or x.shape[1] != self.in_chans:
             raise ValueError(f"x: got shape {tuple(x.shape)}, expected (batch, {self.in_chans}, H, W)")
         if min(x.shape[-2:]) < 2:
