@@ -80,13 +80,12 @@ def test_no_weight_decay_and_shared_parameters():
 
 @pytest.mark.parametrize("scan", list_scans())
 def test_every_scan_runs(scan):
-    if scan == "multihead":
-        with pytest.raises(ValueError, match="splits channels"):
-            tiny(scan=scan)
-        return
     model = tiny(scan=scan)
     model(torch.randn(1, 3, 32, 48)).sum().backward()
-    assert model.layers[0].mamba.x_proj.weight.shape[0] == 1 + 2 * 4  # shared projection whatever K is
+    mixer = model.layers[0].mamba
+    assert mixer.x_proj.weight.shape[0] == 1 + 2 * 4  # shared projection whatever K is
+    heads = mixer.d_inner // mixer.scan.route_dim(mixer.d_inner)
+    assert mixer.A_log.shape == (mixer.d_inner // heads, 4)  # multihead: one head's channels, shared by all heads
 
 
 def test_bad_inputs():

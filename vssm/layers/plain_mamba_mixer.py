@@ -5,6 +5,9 @@ used by every route (expanded to the strategy's K routes as stride-0 views, neve
 ``zigzag``: only u is reordered, the (5, N) ``direction_Bs`` table is added to B) -> sum over routes
 -> * silu(z) -> out_proj (bias).
 
+A strategy that splits channels across routes (``multihead``: each head's routes scan d_inner / heads channels)
+gets the shared set sized for one head's channels, shared by all heads and routes.
+
 Quirk kept for weight compatibility (official ``PlainMamba2D.forward``): delta is ``dt_proj(dt)`` *with* its
 bias and the scan adds ``dt_proj.bias`` again as delta_bias, so delta = softplus(W dt + 2 b).
 """
@@ -36,28 +39,31 @@ class PlainMambaMixer(nn.Module):
         self.d_state = d_state
         self.dt_rank = dt_rank or math.ceil(dim / 16)
         self.scan = get_scan(scan, **(scan_kwargs or {}))
-        if self.scan.route_dim(d_inner) != d_inner:
-            raise ValueError(f"scan: {self.scan.name!r} splits channels across routes; PlainMamba's shared SSM parameters scan all {d_inner} channels")
+        route_dim = self.scan.route_dim(d_inner)
         self.in_proj = nn.Linear(dim, 2 * d_inner)
         self.conv2d = nn.Conv2d(d_inner, d_inner, d_conv, padding=d_conv // 2, groups=d_inner)
         self.act = nn.SiLU()
-        self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
-        self.dt_proj = nn.Linear(self.dt_rank, d_inner)
+        self.x_proj = nn.Linear(route_dim, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, route_dim)
         with torch.no_grad():
             self.dt_proj.weight.copy_(init_dt_weight(self.dt_proj.weight.shape, self.dt_rank))
-            self.dt_proj.bias.copy_(init_dt_bias(d_inner))
-        self.A_log = nn.Parameter(init_A_log(d_inner, d_state))
-        self.D = nn.Parameter(torch.ones(d_inner))
+            self.dt_proj.bias.copy_(init_dt_bias(route_dim))
+        self.A_log = nn.Parameter(init_A_log(route_dim, d_state))
+        self.D = nn.Parameter(torch.ones(route_dim))
         self.scan_module = self.scan.make_module(d_inner, d_state)
         self.out_proj = nn.Linear(d_inner, dim)
 
     def project(self, u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """u (b, L, Ku, D) -> delta (b, L, K, D), B and C (b, L, K, N), the same projection for every route."""
+        """u (b, L, Ku, D) -> delta (b, L, K, D), B and C (b, L, K, N), the same projection for every route
+        (route k reads slot k // (K // Ku))."""
         K = self.scan.num_routes
         x_dbl = self.x_proj(u)
         dts, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = self.dt_proj(dts)  # bias included here and again as the scan's delta_bias (official quirk)
-        expand = lambda t: t.expand(-1, -1, K, -1) if t.shape[2] == 1 else t  # noqa: E731
+        if u.shape[2] == 1:
+            expand = lambda t: t.expand(-1, -1, K, -1)  # noqa: E731  stride-0 views
+        else:
+            expand = lambda t: t.repeat_interleave(K // u.shape[2], dim=2)  # noqa: E731
         return expand(delta), expand(B), expand(C)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
