@@ -26,10 +26,37 @@ def test_each_route_visits_the_extra_token_once_at_its_middle_step(name, H, W):
     assert strategy.routes(H, W, middle_token=True) is extra  # cached
 
 
-@pytest.mark.parametrize("name", ["multiscale", "spatial_fusion"])
+@pytest.mark.parametrize("name", ["multiscale"])
 def test_grid_bound_strategies_refuse_the_extra_token(name):
     strategy = get_scan(name)
     assert not strategy.supports_middle_token
     u = torch.zeros(1, 5, 1, 4)
     with pytest.raises(ValueError, match="cannot carry"):
         strategy.forward(u, None, None, 2, 2, middle_token=True)
+
+
+def test_spatial_fusion_reads_the_extra_token_state_unfused():
+    """With the extra token, the patch states are fused on the grid exactly as without it, except that the scan
+    now passes through the token; the token's own output is C·h + D·u of its scanned state."""
+    from vssm.kernels import selective_scan
+    from vssm.scans.base import ScanParams
+
+    torch.manual_seed(0)
+    strategy, H, W, d, N = get_scan("spatial_fusion"), 2, 3, 4, 2
+    module = strategy.make_module(d, N)
+    L = H * W + 1
+    c = (H * W) // 2
+    u = torch.randn(1, L, 1, d)
+    delta, B, C = torch.randn(1, L, 1, d), torch.randn(1, L, 1, N), torch.randn(1, L, 1, N)
+    params = ScanParams(A=-torch.rand(1, d, N) - 0.5, D=torch.randn(1, d))
+    y = strategy.forward(u, lambda _: (delta, B, C), params, H, W, module=module, middle_token=True)
+    _, hidden = selective_scan(u, delta, params.A, B, C, routes=torch.arange(L)[None], return_hidden=True)
+    h_token = hidden[0, c, 0]  # (d, N): the sequence route visits the token at its position
+    expected_token = (h_token * C[0, c, 0]).sum(-1) + params.D[0] * u[0, c, 0]
+    torch.testing.assert_close(y[0, c], expected_token, rtol=1e-5, atol=1e-5)
+    patches = torch.cat([hidden[:, :c, 0], hidden[:, c + 1 :, 0]], dim=1).reshape(1, H, W, d * N).permute(0, 3, 1, 2)
+    fused = module(patches).permute(0, 2, 3, 1).reshape(1, H * W, d, N)
+    C_patches = torch.cat([C[:, :c, 0], C[:, c + 1 :, 0]], dim=1)
+    u_patches = torch.cat([u[:, :c, 0], u[:, c + 1 :, 0]], dim=1)
+    expected = torch.einsum("bldn,bln->bld", fused, C_patches) + params.D[0] * u_patches
+    torch.testing.assert_close(torch.cat([y[:, :c], y[:, c + 1 :]], dim=1), expected, rtol=1e-5, atol=1e-5)

@@ -8,9 +8,10 @@ anti-causal in sequence order and this is exactly Vim's "bimamba v2" (flipped x 
 Routes. ``bidirectional`` scans the token sequence itself (a 1 x L strip): the forward and the exactly reversed
 sequence, class token included, as the official model does. Every other strategy scans the patch grid (H x W)
 with its own 2-D routes, and the class token (sequence index M // 2 of the M + 1 tokens) is visited once by every
-route, at its middle step (``ScanStrategy.routes(..., middle_token=True)``). Strategies whose learnable part works
-on the grid itself (multiscale, spatial_fusion) and ones that split channels across routes (multihead) are
-refused with a ValueError. The per-route convolution runs along the tokens each route visits (padding steps
+route, at its middle step (``ScanStrategy.routes(..., middle_token=True)``); ``spatial_fusion`` fuses the patch
+states on the grid and reads the class token's state as scanned. ``multiscale`` (it downsamples the grid into
+extra tokens the per-route conv cannot see) and ``multihead`` (it splits channels across routes) are refused
+with a ValueError. The per-route convolution runs along the tokens each route visits (padding steps
 skipped); a route that visits a token twice raises.
 
 Parameters are stacked per route: conv_weight (K*D, 1, k), conv_bias (K*D), x_proj_weight (K, R+2N, D),

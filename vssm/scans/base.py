@@ -33,8 +33,8 @@ class ScanStrategy(ABC):
 
     name: str = ""
     merge: str = "sum"
-    # False for strategies whose learnable part works on the H x W grid itself (downsampling, state fusion):
-    # they cannot carry a token outside the grid (Vim's middle class token).
+    # False for strategies that build their own tokens from the H x W grid (multiscale's downsampled map): they
+    # cannot carry a token outside the grid (Vim's middle class token).
     supports_middle_token: bool = True
 
     def __init__(self) -> None:

@@ -2,7 +2,9 @@
 
 The kernel returns the states h (b, L, 1, d, N) of a raster scan; the module reshapes them to a
 (b, d*N, H, W) map and fuses them with three depthwise 3x3 convolutions of dilation 1, 3 and 5 weighted by
-three learned scalars; then y = sum_n h_fused * C + D * u. K = 1.
+three learned scalars; then y = sum_n h_fused * C + D * u. K = 1. With an extra token (Vim's middle class
+token, ``middle_token=True``) the raster route visits it in sequence order; its state joins no fusion (it has no
+grid position) and is read as scanned.
 
 Padding: replicate, in training and in eval alike — one function, so eval never runs a stale or different
 kernel. (Spatial-Mamba trains with replicate padding but folds the three kernels into one zero-padded
@@ -17,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import Routes, selective_scan
-from .base import Projector, ScanParams, ScanStrategy, require_no_middle_token, require_single_u_slot
+from .base import Projector, ScanParams, ScanStrategy, require_single_u_slot
 from .registry import register_scan
 
 DILATIONS = (1, 3, 5)
@@ -43,7 +45,6 @@ class StateFusion(nn.Module):
 
 @register_scan("spatial_fusion")
 class SpatialFusionScan(ScanStrategy):
-    supports_middle_token = False  # it fuses hidden states over the H x W grid
     merge = "sum"
 
     @property
@@ -70,17 +71,21 @@ class SpatialFusionScan(ScanStrategy):
         out_dtype: Optional[torch.dtype] = None,
         middle_token: bool = False,
     ) -> torch.Tensor:
-        require_no_middle_token(self, middle_token)
         require_single_u_slot(self.name, u, z)
         b, L, _, dim = u.shape
         delta, B, C = project(u)
         N = params.A.shape[-1]
         _, hidden = selective_scan(
             u, delta, params.A, B, C, None, params.delta_bias,
-            routes=self.routes(H, W, u.device), delta_softplus=delta_softplus, return_hidden=True,
+            routes=self.routes(H, W, u.device, middle_token), delta_softplus=delta_softplus, return_hidden=True,
         )
-        states = hidden[:, :, 0].reshape(b, H, W, dim * N).permute(0, 3, 1, 2)
-        fused = module(states).permute(0, 2, 3, 1).reshape(b, L, dim, N)
+        states = hidden[:, :, 0]  # (b, L, d, N)
+        c = (H * W) // 2
+        grid = torch.cat([states[:, :c], states[:, c + 1 :]], dim=1) if middle_token else states
+        grid = grid.reshape(b, H, W, dim * N).permute(0, 3, 1, 2)
+        fused = module(grid).permute(0, 2, 3, 1).reshape(b, H * W, dim, N)
+        if middle_token:  # the extra token has no place on the grid: its state is used as scanned
+            fused = torch.cat([fused[:, :c], states[:, c : c + 1], fused[:, c:]], dim=1)
         y = torch.einsum("bldn,bln->bld", fused, C[:, :, 0].float())
         if params.D is not None:
             y = y + params.D[0] * u[:, :, 0].float()
