@@ -5,7 +5,7 @@ every class has its own hue band (with jitter), so a small model can learn it in
 images are written in two layouts:
 
 * COCO instance format: ``coco/{train,val}/*.jpg`` + ``coco/annotations/instances_{train,val}.json``
-  (polygon masks, xywh boxes, 1-based category ids).
+  (polygon masks, or RLE where a later shape cut a hole or slivers; xywh boxes, 1-based category ids).
 * ADE20K-style semantic format: ``ade/images/{training,validation}/*.jpg`` +
   ``ade/annotations/{training,validation}/*.png`` (uint8 label maps: 0 background, 1 circle, 2 square,
   3 triangle; 255 is not used).
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple, Union
 
 import cv2
 import numpy as np
@@ -90,10 +90,19 @@ def _shape_mask(rng: np.random.Generator, label: int, size: int, extent: int) ->
     return mask
 
 
-def _polygons(mask: np.ndarray) -> List[List[float]]:
-    """COCO polygons (flat x, y lists) of the visible parts of a binary mask."""
+def _segmentation(mask: np.ndarray) -> Union[List[List[float]], Dict[str, Any]]:
+    """COCO segmentation of a binary mask's visible pixels: polygons (flat x, y lists) when the filled outer
+    contours reproduce the mask exactly; otherwise (a hole left by a later shape, slivers too thin for a
+    polygon) compressed RLE, so the annotation never disagrees with the semantic map."""
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+    contours = [c for c in contours if len(c) >= 3]
+    filled = cv2.drawContours(np.zeros_like(mask), contours, -1, 1, thickness=-1)
+    if contours and np.array_equal(filled, mask):
+        return [c.reshape(-1).astype(float).tolist() for c in contours]
+    from pycocotools import mask as mask_utils  # installed with mmdet (the demo's extra), imported only here
+
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
 def _render(rng: np.random.Generator, spec: DemoShapesSpec) -> Tuple[np.ndarray, np.ndarray, List[dict]]:
@@ -131,7 +140,7 @@ def _coco_annotations(instances: List[dict], image_id: int, first_ann_id: int) -
                 "id": first_ann_id + offset,
                 "image_id": image_id,
                 "category_id": inst["label"] + 1,
-                "segmentation": _polygons(inst["mask"]),
+                "segmentation": _segmentation(inst["mask"]),
                 "area": float(inst["mask"].sum()),
                 "bbox": [float(x), float(y), float(w), float(h)],
                 "iscrowd": 0,
