@@ -104,6 +104,13 @@ def _draw_instances(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, lab
     return canvas
 
 
+def _decode(mask_utils, segmentation, h: int, w: int) -> np.ndarray:
+    """COCO segmentation (polygons or compressed RLE) -> (h, w) bool mask."""
+    if isinstance(segmentation, list):
+        segmentation = mask_utils.merge(mask_utils.frPyObjects(segmentation, h, w))
+    return mask_utils.decode(segmentation).astype(bool)
+
+
 def det_panels(config: str, checkpoint: str, data_root: str) -> List[np.ndarray]:
     """Rows of [image | ground-truth instances | predicted instances (score >= 0.5)]."""
     import json
@@ -123,8 +130,7 @@ def det_panels(config: str, checkpoint: str, data_root: str) -> List[np.ndarray]
         image = cv2.imread(path)
         anns = [a for a in coco["annotations"] if a["image_id"] == info["id"]]
         h, w = image.shape[:2]
-        gt_masks = np.array([mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(a["segmentation"], h, w)))
-                             .astype(bool) for a in anns]).reshape(-1, h, w)
+        gt_masks = np.array([_decode(mask_utils, a["segmentation"], h, w) for a in anns]).reshape(-1, h, w)
         gt_boxes = np.array([[x, y, x + bw, y + bh] for x, y, bw, bh in (a["bbox"] for a in anns)]).reshape(-1, 4)
         gt_labels = np.array([a["category_id"] - 1 for a in anns])
         pred = inference_detector(model, path).pred_instances
