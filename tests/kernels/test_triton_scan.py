@@ -149,3 +149,22 @@ def test_gpu_gradients_match_reference(N):
     for g, r in zip(grads, ref_grads):
         rel = (g.double() - r).norm() / r.norm()
         assert rel < 1e-4, f"relative gradient error {rel:.2e}"
+
+
+@pytest.mark.parametrize("chunk", [4, 64], ids=["chunk-parallel", "whole-route"])
+def test_routes_visiting_every_token_once_write_every_output_row(monkeypatch, chunk):
+    """Such routes skip zeroing the per-route buffers (outputs are stored, not accumulated): buffers handed out
+    full of NaN must come back fully overwritten, hidden states included."""
+    monkeypatch.setattr(triton_scan, "CHUNK", chunk)
+    p = random_problem(batch=1, L=10, K=2, dim=3, N=2, device=DEVICE, repeat=False)
+    assert as_routes(p.routes).covers(10)
+    empty = torch.Tensor.new_empty
+    def poisoned(self, *args, **kwargs):
+        t = empty(self, *args, **kwargs)
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    monkeypatch.setattr(torch.Tensor, "new_empty", poisoned)
+    out, hidden = selective_scan(*p.args(), routes=p.routes, backend="triton", return_hidden=True)
+    ref_out, ref_hidden = selective_scan_reference(*as_float64(p).args(), routes=p.routes, return_hidden=True)
+    assert_close(out, ref_out, torch.float32)
+    assert_close(hidden, ref_hidden, torch.float32)

@@ -77,7 +77,7 @@ def _pick_backend(device: torch.device, backend: Optional[str]) -> str:
 
 
 def _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus,
-             routes_unique) -> torch_scan.ScanProblem:
+             routes_unique, routes_cover) -> torch_scan.ScanProblem:
     index = index.long()
     groups = route_groups(_RoutesView(index, u_group), u.shape[2], u.device)
     return torch_scan.ScanProblem(
@@ -87,6 +87,7 @@ def _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delt
         groups=groups,
         delta_softplus=delta_softplus,
         routes_unique=routes_unique,
+        routes_cover=routes_cover,
     )
 
 
@@ -111,8 +112,10 @@ def _scan_op(
     D: Optional[Tensor], delta_bias: Optional[Tensor], z: Optional[Tensor],
     index: Tensor, param_index: Optional[Tensor], u_group: Optional[Tensor],
     delta_softplus: bool, merge: str, out_dtype: torch.dtype, return_hidden: bool, backend: str, routes_unique: bool,
+    routes_cover: bool,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    prob = _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus, routes_unique)
+    prob = _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus, routes_unique,
+                    routes_cover)
     out, hidden, state, extra = BACKENDS[backend].forward(prob, z, merge, out_dtype, return_hidden)
     return (
         out,
@@ -124,7 +127,7 @@ def _scan_op(
 
 @_scan_op.register_fake
 def _scan_op_fake(u, delta, A, B, C, D, delta_bias, z, index, param_index, u_group,
-                  delta_softplus, merge, out_dtype, return_hidden, backend, routes_unique):
+                  delta_softplus, merge, out_dtype, return_hidden, backend, routes_unique, routes_cover):
     sizes = _sizes(u, A, index)
     b, L, K, d, N = sizes.batch, sizes.length, sizes.routes, sizes.dim, sizes.d_state
     out_shape = (b, L, K, d) if merge == "none" else (b, L, d)
@@ -145,9 +148,10 @@ def _scan_backward_op(
     D: Optional[Tensor], delta_bias: Optional[Tensor], z: Optional[Tensor],
     index: Tensor, param_index: Optional[Tensor], u_group: Optional[Tensor],
     state: Tensor, extra: Tensor,
-    delta_softplus: bool, merge: str, backend: str, routes_unique: bool,
+    delta_softplus: bool, merge: str, backend: str, routes_unique: bool, routes_cover: bool,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    prob = _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus, routes_unique)
+    prob = _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus, routes_unique,
+                    routes_cover)
     grads, dz = BACKENDS[backend].backward(
         prob, z, merge, state, extra if z is not None else None, dout, dhidden
     )
@@ -162,7 +166,8 @@ def _scan_backward_op(
 
 @_scan_backward_op.register_fake
 def _scan_backward_op_fake(dout, dhidden, u, delta, A, B, C, D, delta_bias, z, index, param_index,
-                           u_group, state, extra, delta_softplus, merge, backend, routes_unique):
+                           u_group, state, extra, delta_softplus, merge, backend, routes_unique,
+                           routes_cover):
     return (
         torch.empty_like(u), torch.empty_like(delta), torch.empty_like(A),
         torch.empty_like(B), torch.empty_like(C),
@@ -177,7 +182,8 @@ _TENSOR_ARGS = ("u", "delta", "A", "B", "C", "D", "delta_bias", "z", "index", "p
 
 def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(*inputs[: len(_TENSOR_ARGS)], output[2], output[3])
-    ctx.delta_softplus, ctx.merge, _, ctx.return_hidden, ctx.backend, ctx.routes_unique = inputs[len(_TENSOR_ARGS):]
+    (ctx.delta_softplus, ctx.merge, _, ctx.return_hidden, ctx.backend, ctx.routes_unique,
+     ctx.routes_cover) = inputs[len(_TENSOR_ARGS):]
 
 
 def _backward(ctx, dout, dhidden, _dstate, _dextra):
@@ -187,6 +193,7 @@ def _backward(ctx, dout, dhidden, _dstate, _dextra):
         dout.contiguous() if dout is not None else None,
         dhidden if ctx.return_hidden else None,
         *tensors, state, extra, ctx.delta_softplus, ctx.merge, ctx.backend, ctx.routes_unique,
+        ctx.routes_cover,
     )
     du, ddelta, dA, dB, dC, dD, dbias, dz = grads
     u, delta, A, B, C, D, delta_bias, z = tensors[:8]
@@ -195,7 +202,7 @@ def _backward(ctx, dout, dhidden, _dstate, _dextra):
         dD if D is not None else None,
         dbias if delta_bias is not None else None,
         dz if z is not None else None,
-        None, None, None, None, None, None, None, None, None,
+        None, None, None, None, None, None, None, None, None, None,
     )
 
 
@@ -243,6 +250,7 @@ def selective_scan(
         )
     out, hidden, _, _ = _scan_op(
         u, delta, A, B, C, D, delta_bias, z, index, param_index, u_group,
-        delta_softplus, merge, out_dtype or u.dtype, return_hidden, name, name == "triton" and routes.tokens_unique(),
+        delta_softplus, merge, out_dtype or u.dtype, return_hidden, name,
+        name == "triton" and routes.tokens_unique(), name == "triton" and routes.covers(u.shape[1]),
     )
     return (out, hidden) if return_hidden else out

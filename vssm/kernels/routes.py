@@ -48,6 +48,11 @@ class Routes:
         rows and may run in parallel."""
         return self._once("_tokens_unique", lambda: _tokens_unique(self.index, self.param_index))
 
+    def covers(self, length: int) -> bool:
+        """Every route visits each of the ``length`` tokens exactly once (per-route outputs need no zeroing and
+        no read-modify-write)."""
+        return self.tokens_unique() and self._once("_min_visits", lambda: int((self.index >= 0).sum(1).min())) == length
+
     def value_range(self, table: str) -> Tuple[int, int]:
         """(min, max) of ``table`` ("index", "param_index" or "u_group"), for the argument checks."""
         return self._once(f"_range_{table}", lambda: (int(getattr(self, table).min()), int(getattr(self, table).max())))

@@ -38,6 +38,7 @@ class ScanProblem:
     groups: torch.Tensor  # (K,) int64, u/z slot per route
     delta_softplus: bool
     routes_unique: bool  # no route visits a token (or parameter row) twice (Routes.tokens_unique)
+    routes_cover: bool  # ... and every route visits every token (Routes.covers)
 
     @property
     def dtype(self) -> torch.dtype:

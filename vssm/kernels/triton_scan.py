@@ -84,11 +84,12 @@ def _scan_fwd_kernel(
     sy_b, sy_l, sy_k,
     N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CK: tl.constexpr,
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_HIDDEN: tl.constexpr,
-    CHUNKED: tl.constexpr,
+    CHUNKED: tl.constexpr, ACCUMULATE: tl.constexpr,
 ):
     """Program (b, channel block, k * n_spans + span index) scans steps [c * span, (c + 1) * span) of route k.
     CHUNKED: start from the saved state of its chunk (span == CK); else one span covers the route and the
-    state at every CK-th step is saved."""
+    state at every CK-th step is saved. ACCUMULATE: add into the (zeroed) outputs, for routes that visit a
+    token more than once or not at all; else every output row is written exactly once (no read)."""
     b = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
     n_spans = tl.cdiv(T, span)
@@ -128,11 +129,16 @@ def _scan_fwd_kernel(
         y = tl.sum(h * Ct[None, :], axis=1) + Dk * u
         wmask = dmask & valid
         y_row = y_ptr + b * sy_b + p * sy_l + k * sy_k + d
-        tl.store(y_row, tl.load(y_row, mask=wmask, other=0.0) + y, mask=wmask)
+        if ACCUMULATE:
+            y += tl.load(y_row, mask=wmask, other=0.0)
+        tl.store(y_row, y, mask=wmask)
         if HAS_HIDDEN:
             h_row = hidden_ptr + ((b * sy_b + p * sy_l + k * sy_k + d[:, None]) * N + n[None, :])
             hmask = dn_mask & valid
-            tl.store(h_row, tl.load(h_row, mask=hmask, other=0.0) + h, mask=hmask)
+            if ACCUMULATE:
+                tl.store(h_row, tl.load(h_row, mask=hmask, other=0.0) + h, mask=hmask)
+            else:
+                tl.store(h_row, h, mask=hmask)
         p, valid, u, dt, Bt, Ct = p_n, valid_n, u_n, dt_n, B_n, C_n
 
 
@@ -443,8 +449,9 @@ def forward(
     block_d, block_n = _blocks(dim, N)
     n_db = triton.cdiv(dim, block_d)
     n_chunks = _n_chunks(T)
-    y = prob.u.new_zeros(batch, length, K, dim, dtype=torch.float32)
-    hidden = prob.u.new_zeros(batch, length, K, dim, N, dtype=torch.float32) if return_hidden else None
+    new = prob.u.new_empty if prob.routes_cover else prob.u.new_zeros  # every row written once: no zeroing
+    y = new(batch, length, K, dim, dtype=torch.float32)
+    hidden = new(batch, length, K, dim, N, dtype=torch.float32) if return_hidden else None
     ckpt = prob.u.new_empty(batch, K, n_chunks, dim, N, dtype=torch.float32)
     tensors, strides = _common_args(prob)
     u, delta, A, B, C, D, bias, index, pindex, group = tensors
@@ -462,7 +469,7 @@ def forward(
         *tensors, y, hidden if hidden is not None else y, ckpt,
         T, dim, n_chunks, span, *strides, *y.stride()[:3],
         N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK, HAS_D=prob.D is not None,
-        HAS_HIDDEN=return_hidden, CHUNKED=chunked, **flags,
+        HAS_HIDDEN=return_hidden, CHUNKED=chunked, ACCUMULATE=not prob.routes_cover, **flags,
     )
     out, y_pre = gate_and_merge(prob, y, z, merge, out_dtype)
     return out, hidden, ckpt, y_pre
