@@ -75,7 +75,7 @@ def test_no_weight_decay_and_group_matcher():
     assert len(timm.models.group_parameters(model, model.group_matcher())) >= 3
 
 
-UNSUPPORTED = {"multihead": "splits channels", "multiscale": "cannot carry"}
+UNSUPPORTED = {"multiscale": "cannot carry"}
 
 
 @pytest.mark.parametrize("scan", list_scans())

@@ -60,3 +60,24 @@ def test_spatial_fusion_reads_the_extra_token_state_unfused():
     u_patches = torch.cat([u[:, :c, 0], u[:, c + 1 :, 0]], dim=1)
     expected = torch.einsum("bldn,bln->bld", fused, C_patches) + params.D[0] * u_patches
     torch.testing.assert_close(torch.cat([y[:, :c], y[:, c + 1 :]], dim=1), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_multihead_takes_one_input_per_route():
+    """u split per route (slot k = the channels of route k's head, as Vim's per-route convs give) scans exactly
+    like the single input the strategy splits itself."""
+    from vssm.scans.base import ScanParams
+
+    torch.manual_seed(0)
+    strategy = get_scan("multihead")
+    heads, K, H, W, d, N = strategy.heads, strategy.num_routes, 3, 4, 2, 3
+    L = H * W
+    module = strategy.make_module(heads * d, N)
+    u = torch.randn(1, L, 1, heads * d)
+    z = torch.randn(1, L, 1, heads * d)
+    delta, B, C = torch.randn(1, L, K, d), torch.randn(1, L, K, N), torch.randn(1, L, K, N)
+    params = ScanParams(A=-torch.rand(K, d, N) - 0.5, D=torch.randn(K, d), delta_bias=torch.randn(K, d))
+    project = lambda _: (delta, B, C)  # noqa: E731
+    single = strategy.forward(u, project, params, H, W, z=z, module=module)
+    per_route = u[:, :, 0].view(1, L, heads, d).repeat_interleave(4, dim=2)  # (1, L, K, d)
+    split = strategy.forward(per_route, project, params, H, W, z=z, module=module)
+    torch.testing.assert_close(split, single)

@@ -9,13 +9,14 @@ Routes. ``bidirectional`` scans the token sequence itself (a 1 x L strip): the f
 sequence, class token included, as the official model does. Every other strategy scans the patch grid (H x W)
 with its own 2-D routes, and the class token (sequence index M // 2 of the M + 1 tokens) is visited once by every
 route, at its middle step (``ScanStrategy.routes(..., middle_token=True)``); ``spatial_fusion`` fuses the patch
-states on the grid and reads the class token's state as scanned. ``multiscale`` (it downsamples the grid into
-extra tokens the per-route conv cannot see) and ``multihead`` (it splits channels across routes) are refused
-with a ValueError. The per-route convolution runs along the tokens each route visits (padding steps
+states on the grid and reads the class token's state as scanned. With ``multihead`` each route convolves, projects and
+scans its head's d_inner / heads channels (parameters sized per route accordingly) and the heads are combined by
+the route attention. ``multiscale`` (it downsamples the grid into extra tokens the per-route conv cannot see) is
+refused with a ValueError. The per-route convolution runs along the tokens each route visits (padding steps
 skipped); a route that visits a token twice raises.
 
-Parameters are stacked per route: conv_weight (K*D, 1, k), conv_bias (K*D), x_proj_weight (K, R+2N, D),
-dt_proj_weight (K, D, R), dt_proj_bias (K, D), A_log (K, D, N), D (K, D); route 0 = Vim's forward branch,
+Parameters are stacked per route (r = D, or D / heads with multihead): conv_weight (K*r, 1, k), conv_bias (K*r),
+x_proj_weight (K, R+2N, r), dt_proj_weight (K, r, R), dt_proj_bias (K, r), A_log (K, r, N), D (K, r); route 0 = Vim's forward branch,
 route 1 = its backward branch (``*_b`` in official checkpoints).
 """
 from __future__ import annotations
@@ -49,18 +50,17 @@ class BiMambaMixer(nn.Module):
         self.dt_rank = dt_rank or math.ceil(dim / 16)
         self.scan = get_scan(scan, **(scan_kwargs or {}))
         K = self.scan.num_routes
-        if self.scan.route_dim(d_inner) != d_inner:
-            raise ValueError(f"scan: {self.scan.name!r} splits channels across routes; the Vim mixer scans all {d_inner} channels per route")
         if not self.scan.supports_middle_token:
             raise ValueError(f"scan: {self.scan.name!r} works on the patch grid itself and cannot carry Vim's middle class token")
+        self.route_dim = r = self.scan.route_dim(d_inner)  # d_inner, or one head's channels (multihead)
         self.in_proj = nn.Linear(dim, 2 * d_inner, bias=False)
-        self.conv_weight = nn.Parameter(init_linear_weight((K * d_inner, 1, d_conv), d_conv))
-        self.conv_bias = nn.Parameter(init_linear_weight((K * d_inner,), d_conv))
-        self.x_proj_weight = nn.Parameter(init_linear_weight((K, self.dt_rank + 2 * d_state, d_inner), d_inner))
-        self.dt_proj_weight = nn.Parameter(init_dt_weight((K, d_inner, self.dt_rank), self.dt_rank))
-        self.dt_proj_bias = nn.Parameter(init_dt_bias(K * d_inner).view(K, d_inner))
-        self.A_log = nn.Parameter(init_A_log(K * d_inner, d_state).view(K, d_inner, d_state))
-        self.D = nn.Parameter(torch.ones(K, d_inner))
+        self.conv_weight = nn.Parameter(init_linear_weight((K * r, 1, d_conv), d_conv))
+        self.conv_bias = nn.Parameter(init_linear_weight((K * r,), d_conv))
+        self.x_proj_weight = nn.Parameter(init_linear_weight((K, self.dt_rank + 2 * d_state, r), r))
+        self.dt_proj_weight = nn.Parameter(init_dt_weight((K, r, self.dt_rank), self.dt_rank))
+        self.dt_proj_bias = nn.Parameter(init_dt_bias(K * r).view(K, r))
+        self.A_log = nn.Parameter(init_A_log(K * r, d_state).view(K, r, d_state))
+        self.D = nn.Parameter(torch.ones(K, r))
         self.scan_module = self.scan.make_module(d_inner, d_state)
         self.out_proj = nn.Linear(d_inner, dim, bias=False)
         self._visit_cache: Dict[Tuple[int, str], List[torch.Tensor]] = {}
@@ -74,21 +74,24 @@ class BiMambaMixer(nn.Module):
         return (H, W), True
 
     def _route_conv(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-        """x (b, L, D) -> u (b, L, K, D): SiLU(causal depthwise conv along each route), at sequence positions.
+        """x (b, L, D) -> u (b, L, K, r): SiLU(causal depthwise conv along each route over its r channels: all D,
+        or its head's D / heads with multihead), at sequence positions.
 
         The conv runs over the tokens a route visits, in its order (padding steps skipped); tokens a route
         never visits are never read by it and stay 0 in its slot.
         """
-        b, L, D = x.shape
+        b, L, _ = x.shape
         visits = self._visits(grid, x.device)
-        K = len(visits)
-        weight, bias = self.conv_weight.to(x.dtype).view(K, D, 1, -1), self.conv_bias.to(x.dtype).view(K, D)
-        u = x.new_zeros(b, L, K, D)
+        K, r = len(visits), self.route_dim
+        per_head = K * r // self.d_inner  # routes per channel group (all K when routes scan every channel)
+        weight, bias = self.conv_weight.to(x.dtype).view(K, r, 1, -1), self.conv_bias.to(x.dtype).view(K, r)
+        u = x.new_zeros(b, L, K, r)
         for k, visited in enumerate(visits):
             if visited.numel() == 0:
                 continue
-            seq = F.pad(x[:, visited].transpose(1, 2), (self.d_conv - 1, 0))  # (b, D, T_k + d_conv - 1)
-            u[:, visited, k] = F.silu(F.conv1d(seq, weight[k], bias[k], groups=D)).transpose(1, 2)
+            channels = x[:, visited, (k // per_head) * r:(k // per_head + 1) * r]
+            seq = F.pad(channels.transpose(1, 2), (self.d_conv - 1, 0))  # (b, r, T_k + d_conv - 1)
+            u[:, visited, k] = F.silu(F.conv1d(seq, weight[k], bias[k], groups=r)).transpose(1, 2)
         return u
 
     def _visits(self, grid: Tuple[int, int], device: torch.device) -> List[torch.Tensor]:
@@ -121,8 +124,7 @@ class BiMambaMixer(nn.Module):
         K = u.shape[2]
         params = ScanParams(A=-torch.exp(self.A_log.float()), D=self.D.float(), delta_bias=self.dt_proj_bias.float())
         (H, W), middle = self._routes(grid)
-        y = self.scan.forward(
-            u, self.project, params, H, W, z=z[:, :, None].expand(b, L, K, self.d_inner), module=self.scan_module,
-            middle_token=middle,
-        )
+        # routes that scan every channel gate in the kernel (z per route); channel groups gate the merged heads
+        z = z[:, :, None].expand(b, L, K, self.d_inner) if self.route_dim == self.d_inner else z[:, :, None]
+        y = self.scan.forward(u, self.project, params, H, W, z=z, module=self.scan_module, middle_token=middle)
         return self.out_proj(y)

@@ -14,7 +14,7 @@ expansion) and the u passed to ``project`` has one slot per head: (b, L, heads, 
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -95,6 +95,7 @@ class MultiHeadScan(ScanStrategy):
         if not patterns or bad:
             raise ValueError(f"patterns: got {patterns!r}, expected a non-empty sequence of {PATTERNS}")
         self.patterns = patterns
+        self._per_route: Dict[Tuple[int, int, str, bool], Routes] = {}
 
     @property
     def heads(self) -> int:
@@ -118,6 +119,14 @@ class MultiHeadScan(ScanStrategy):
     def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
         return RouteAttention(self.heads)
 
+    def _per_route_routes(self, H: int, W: int, device: torch.device, middle_token: bool) -> Routes:
+        """The same tables with route k reading u slot k (inputs already split per route), kept per size."""
+        key = (H, W, str(device), middle_token)
+        if key not in self._per_route:
+            shared = self.routes(H, W, device, middle_token)
+            self._per_route[key] = Routes(index=shared.index, merge=self.merge)
+        return self._per_route[key]
+
     def forward(
         self,
         u: torch.Tensor,
@@ -132,14 +141,20 @@ class MultiHeadScan(ScanStrategy):
         out_dtype: Optional[torch.dtype] = None,
         middle_token: bool = False,
     ) -> torch.Tensor:
-        require_single_u_slot(self.name, u, z)
-        b, L, _, dim = u.shape
-        heads_u = u.reshape(b, L, self.heads, self.route_dim(dim))
-        delta, B, C = project(heads_u)
+        """u (b, L, 1, heads * d): one input, each head's routes scan its d channels; or u (b, L, K, d): one input
+        per route already (Vim's per-route convolutions), route k reading slot k. z: (b, L, 1, heads * d)."""
+        b, L, slots, dim = u.shape
+        if slots == self.num_routes:
+            require_single_u_slot(self.name, u[:, :, :1], z)
+            routes = self._per_route_routes(H, W, u.device, middle_token)
+        else:
+            require_single_u_slot(self.name, u, z)
+            u = u.reshape(b, L, self.heads, self.route_dim(dim))
+            routes = self.routes(H, W, u.device, middle_token)
+        delta, B, C = project(u)
         y = selective_scan(
-            heads_u, delta, params.A, B, C, params.D, params.delta_bias,
-            routes=self.routes(H, W, u.device, middle_token), delta_softplus=delta_softplus, merge="none",
-            out_dtype=out_dtype,
+            u, delta, params.A, B, C, params.D, params.delta_bias,
+            routes=routes, delta_softplus=delta_softplus, merge="none", out_dtype=out_dtype,
         )
         y = module(y.view(b, L, self.heads, 4, -1))
         if z is not None:
