@@ -14,7 +14,7 @@ FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "parity"
 
 
 def tiny(name="plainmamba_l1", **kwargs):
-    return timm.create_model(name, embed_dim=16, depth=2, d_state=4, num_classes=5, img_size=64, **kwargs)
+    return timm.create_model(name, **{**dict(embed_dim=16, depth=2, d_state=4, num_classes=5, img_size=64), **kwargs})
 
 
 def test_registered_with_timm():
@@ -29,7 +29,7 @@ def test_l1_extra_block_only_on_l1():
     assert tiny("plainmamba_l2").layers[0].dw is None and len(tiny("plainmamba_l2").patch_embed.convs) == 6
 
 
-@pytest.mark.parametrize("size", [(64, 64), (40, 56)])
+@pytest.mark.parametrize("size", [(64, 64), (40, 56), (57, 83)])
 def test_forward_backward(size):
     model = tiny()
     x = torch.randn(2, 3, *size, requires_grad=True)
@@ -92,10 +92,47 @@ def test_bad_inputs():
     model = tiny()
     with pytest.raises(ValueError, match=r"x: got shape \(1, 1, 32, 32\), expected \(batch, 3, H, W\)"):
         model(torch.randn(1, 1, 32, 32))
-    with pytest.raises(ValueError, match="expected at least 2x2"):
-        model(torch.randn(1, 3, 1, 32))
+    with pytest.raises(ValueError, match=r"img_size: got \(1, 64\), expected an int or \(H, W\) with each side >= 2"):
+        tiny(img_size=(1, 64))
     with pytest.raises(ValueError, match="scan: got 'spiral-magic'"):
         tiny(scan="spiral-magic")
+
+
+@pytest.mark.parametrize("size, grid", [((1, 40), (1, 3)), ((40, 1), (3, 1)), ((1, 1), (1, 1)), ((17, 3), (2, 1))])
+def test_tiny_inputs_run_like_the_official_model(size, grid):
+    """The official stem pads any stride-2 output up to one 8x8 patch, so even 1x1 images run."""
+    model = tiny().eval()
+    final, taps = model.forward_intermediates(torch.randn(2, 3, *size), indices=[1])
+    assert tuple(taps[0].shape[-2:]) == grid and torch.isfinite(final).all()
+
+
+def test_img_size_16k_plus_1_follows_the_official_patch_resolution():
+    """Official patch_resolution = ceil(floor(s / 2) / 8): 3 for s = 49, while a 49-pixel input gives 4 tokens."""
+    model = tiny(img_size=(49, 81)).eval()
+    assert model.grid_size == (3, 5) and model.pos_embed.shape == (1, 15, 16)
+    assert model.forward_intermediates(torch.randn(1, 3, 49, 81), indices=[1])[1][0].shape[-2:] == (4, 6)
+
+
+def test_pos_embed_resized_at_load_matches_the_official_run_time_resize():
+    """The posresize fixture's checkpoint (made at 64x64) built at the input's size (96x80): the converter's
+    load-time resize gives the official logits, whose forward resized 4x4 -> 6x5 at run time."""
+    folder = FIXTURES / "plainmamba_l1_posresize_96x80"
+    model = timm.create_model(
+        "plainmamba_l1", pretrained=True, pretrained_cfg_overlay=dict(file=str(folder / "checkpoint.pth"), num_classes=7),
+        img_size=(96, 80), embed_dim=8, depth=2, num_classes=7,
+    ).eval()
+    assert model.grid_size == (6, 5)
+    expected = torch.load(folder / "logits.pt", weights_only=True)
+    with torch.no_grad():
+        logits = model(torch.load(folder / "input.pt", weights_only=True))
+    assert (torch.linalg.vector_norm(logits - expected) / torch.linalg.vector_norm(expected)).item() <= 1e-4
+
+
+def test_non_square_checkpoint_grid_at_another_img_size_explains():
+    folder = FIXTURES / "plainmamba_l2_odd_49x81"  # pos_embed 3x5
+    with pytest.raises(ValueError, match=r"pos_embed: got shape \(1, 15, 8\) for a model of grid \(4, 4\).*checkpoint's img_size"):
+        timm.create_model("plainmamba_l2", pretrained=True, pretrained_cfg_overlay=dict(file=str(folder / "checkpoint.pth")),
+                          img_size=64, embed_dim=8, depth=2, num_classes=7)
 
 
 def test_pretrained_without_file_explains():

@@ -86,6 +86,8 @@ class PlainMamba(nn.Module):
         super().__init__()
         self.in_chans, self.num_classes = in_chans, num_classes
         self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
+        if min(to_2tuple(img_size)) < 2:
+            raise ValueError(f"img_size: got {img_size}, expected an int or (H, W) with each side >= 2")
         # the official patch_resolution: the stem's stride-2 output size taken as floor(s / 2), then padded to
         # a multiple of 8 (for s = 16k + 1 this is one less than the run-time grid; pos_embed is then resampled)
         self.grid_size = tuple(math.ceil((s // 2) / 8) for s in to_2tuple(img_size))
@@ -130,12 +132,13 @@ class PlainMamba(nn.Module):
 
     # forward ----------------------------------------------------------------------------------------
     def _embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, int, int]:
-        """(B, C, H, W) -> tokens (B, h*w, D) + pos_embed (bicubic-resampled from ``grid_size`` when the grid
-        differs), and the grid h, w = ceil(ceil(H/2) / 8), ceil(ceil(W/2) / 8) (padded at the bottom/right)."""
+        """(B, C, H, W) -> tokens (B, h*w, D) + pos_embed, and the grid h, w = ceil(ceil(H/2) / 8),
+        ceil(ceil(W/2) / 8) (stem output zero-padded at the bottom/right). Any H, W >= 1, as the official model.
+
+        ``pos_embed`` is resampled from ``grid_size`` to (h, w) in every forward when they differ, as the official
+        forward does (mmcls ``resize_pos_embed``: bicubic, align_corners=False)."""
         if x.dim() != 4 or x.shape[1] != self.in_chans:
             raise ValueError(f"x: got shape {tuple(x.shape)}, expected (batch, {self.in_chans}, H, W)")
-        if min(x.shape[-2:]) < 2:
-            raise ValueError(f"x: got an image of {x.shape[-2]}x{x.shape[-1]}, expected at least 2x2")
         x = self.patch_embed(x)
         H, W = x.shape[-2:]
         x = x.flatten(2).transpose(1, 2) + resample_grid_pos_embed(self.pos_embed, self.grid_size, (H, W))
@@ -201,8 +204,10 @@ class PlainMamba(nn.Module):
 # Official checkpoint conversion --------------------------------------------------------------------
 def checkpoint_filter_fn(checkpoint: Any, model: PlainMamba) -> StateDict:
     """Official PlainMamba (mmcls ``{"state_dict": {"backbone.*", "head.fc.*"}}``) -> vssm keys:
-    ``backbone.`` dropped, ``ln1`` -> ``norm``, ``mamba.direction_Bs`` -> ``mamba.scan_module.direction_Bs``, ``pos_embed`` bicubic-resized to the model's grid.
-    Anything left over is reported by the strict load."""
+    ``backbone.`` dropped, ``ln1`` -> ``norm``, ``mamba.direction_Bs`` -> ``mamba.scan_module.direction_Bs``.
+    A square ``pos_embed`` of another grid is bicubic-resized to the model's ``grid_size`` (an addition: the
+    official mmcv ``load_checkpoint`` warns and keeps the initial ``pos_embed``; its forward resizes from the
+    built grid, as ours does). Anything left over is reported by the strict load."""
     state = select_state_dict(checkpoint)
     out: StateDict = {}
     for key, value in state.items():
@@ -212,7 +217,12 @@ def checkpoint_filter_fn(checkpoint: Any, model: PlainMamba) -> StateDict:
         if key == "pos_embed" and value.shape != model.pos_embed.shape:
             side = int(round(value.shape[1] ** 0.5))
             if side * side != value.shape[1]:
-                raise ValueError(f"pos_embed: got shape {tuple(value.shape)}, expected a square grid (1, n*n, C)")
+                raise ValueError(
+                    f"pos_embed: got shape {tuple(value.shape)} for a model of grid {model.grid_size}, expected "
+                    f"(1, {model.pos_embed.shape[1]}, C) or a square grid (1, n*n, C); a non-square grid cannot be "
+                    "inferred, so build the model with the checkpoint's img_size (inputs of any size are then "
+                    "handled by resizing pos_embed in forward)"
+                )
             value = resample_grid_pos_embed(value, (side, side), model.grid_size)
         out[key] = value
     return out
