@@ -75,19 +75,16 @@ def test_no_weight_decay_and_group_matcher():
     assert len(timm.models.group_parameters(model, model.group_matcher())) >= 3
 
 
-UNSUPPORTED = {"multiscale": "cannot carry"}
-
-
 @pytest.mark.parametrize("scan", list_scans())
 def test_every_scan_runs(scan):
-    if scan in UNSUPPORTED:
-        with pytest.raises(ValueError, match=UNSUPPORTED[scan]):
-            tiny(scan=scan)(torch.randn(1, 3, 32, 48))
-        return
     model = tiny(scan=scan)
     model(torch.randn(1, 3, 32, 48)).sum().backward()
-    K = model.layers[0].mixer.scan.num_routes
-    assert model.layers[0].mixer.x_proj_weight.shape[0] == K and model.layers[0].mixer.A_log.shape[0] == K
+    mixer = model.layers[0].mixer
+    K = mixer.scan.num_routes
+    assert mixer.x_proj_weight.shape[0] == K and mixer.A_log.shape[0] == K
+    conv_sets = 1 if mixer.scan.builds_tokens else K  # multiscale: one conv along the sequence
+    assert mixer.conv_weight.shape[0] == conv_sets * mixer.route_dim
+    assert all(p.grad is not None for p in model.parameters())
 
 
 def test_backward_route_conv_is_anticausal():

@@ -10,8 +10,6 @@ from vssm.scans.base import START
 @pytest.mark.parametrize("H, W", [(3, 5), (4, 4), (1, 6)])
 def test_each_route_visits_the_extra_token_once_at_its_middle_step(name, H, W):
     strategy = get_scan(name)
-    if not strategy.supports_middle_token:
-        return
     plain, extra = strategy.routes(H, W), strategy.routes(H, W, middle_token=True)
     c = (H * W) // 2
     K, T = plain.index.shape
@@ -26,13 +24,48 @@ def test_each_route_visits_the_extra_token_once_at_its_middle_step(name, H, W):
     assert strategy.routes(H, W, middle_token=True) is extra  # cached
 
 
-@pytest.mark.parametrize("name", ["multiscale"])
-def test_grid_bound_strategies_refuse_the_extra_token(name):
-    strategy = get_scan(name)
-    assert not strategy.supports_middle_token
-    u = torch.zeros(1, 5, 1, 4)
-    with pytest.raises(ValueError, match="cannot carry"):
-        strategy.forward(u, None, None, 2, 2, middle_token=True)
+def test_multiscale_builds_low_resolution_tokens_from_the_grid_only():
+    """With the extra token: the full-resolution route is the token sequence (extra token in place), the low
+    resolution map is downsampled from the grid tokens alone, the chained low-resolution route passes through the
+    extra token at its middle step, and the extra token's output is the sum of its two visits."""
+    from vssm.kernels import selective_scan
+    from vssm.layers.ss2d import SS2D
+
+    torch.manual_seed(0)
+    H, W, dim = 3, 4, 4
+    L, c = H * W + 1, (H * W) // 2
+    mixer = SS2D(dim=dim, d_state=2, ssm_ratio=1.0, scan="multiscale")
+    strategy, module, params = mixer.scan, mixer.scan_module, mixer.scan_params()
+    u = torch.randn(2, L, 1, dim)
+    got = strategy.forward(u, mixer.project, params, H, W, module=module, middle_token=True)
+
+    def one_route(tokens, k):  # plain 1-D scan of tokens (b, T, d) with parameter set k
+        delta, B, C = mixer.project(tokens[:, :, None])
+        return selective_scan(
+            tokens[:, :, None], delta[:, :, k:k + 1], params.A[k:k + 1], B[:, :, k:k + 1], C[:, :, k:k + 1],
+            params.D[k:k + 1], params.delta_bias[k:k + 1], routes=torch.arange(tokens.shape[1])[None],
+            backend="reference",
+        )
+
+    grid = torch.cat([u[:, :c, 0], u[:, c + 1:, 0]], dim=1)
+    low = module(grid.transpose(1, 2).reshape(2, dim, H, W))
+    h, w = low.shape[-2:]
+    raster = [i * w + j for i in range(h) for j in range(w)]
+    column = [i * w + j for j in range(w) for i in range(h)]
+    chain = raster[::-1] + column + column[::-1]
+    m = len(chain) // 2  # 3 * h * w = 12 = H * W steps: the extra token sits at step 6 of both routes
+    low_tokens = low.flatten(2).transpose(1, 2)
+    sequence = torch.cat([low_tokens[:, chain[:m]], u[:, c:c + 1, 0], low_tokens[:, chain[m:]]], dim=1)
+    chained = one_route(sequence, 1)
+    coarse = torch.zeros_like(low_tokens)
+    for t, p in enumerate(chain[:m] + [None] + chain[m:]):
+        if p is not None:
+            coarse[:, p] += chained[:, t]
+    up = torch.nn.functional.interpolate(coarse.transpose(1, 2).reshape(2, dim, h, w), size=(H, W), mode="bilinear")
+    up = up.flatten(2).transpose(1, 2)
+    full = one_route(u[:, :, 0], 0)
+    expected = full + torch.cat([up[:, :c], chained[:, m:m + 1], up[:, c:]], dim=1)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_spatial_fusion_reads_the_extra_token_state_unfused():

@@ -11,11 +11,14 @@ with its own 2-D routes, and the class token (sequence index M // 2 of the M + 1
 route, at its middle step (``ScanStrategy.routes(..., middle_token=True)``); ``spatial_fusion`` fuses the patch
 states on the grid and reads the class token's state as scanned. With ``multihead`` each route convolves, projects and
 scans its head's d_inner / heads channels (parameters sized per route accordingly) and the heads are combined by
-the route attention. ``multiscale`` (it downsamples the grid into extra tokens the per-route conv cannot see) is
-refused with a ValueError. The per-route convolution runs along the tokens each route visits (padding steps
-skipped); a route that visits a token twice raises.
+the route attention. ``multiscale`` builds its low-resolution tokens from the grid inside the scan, so its
+input is convolved once, along the token sequence (one conv parameter set, like VMamba's shared conv before its
+multi-scale scan); its downsampling convolution mixes the low-resolution branch and both of its routes visit the
+class token. The per-route convolution runs along the tokens each route visits (padding steps skipped); a route
+that visits a token twice raises.
 
-Parameters are stacked per route (r = D, or D / heads with multihead): conv_weight (K*r, 1, k), conv_bias (K*r),
+Parameters are stacked per route (r = D, or D / heads with multihead; Kc = K conv sets, 1 for ``multiscale``):
+conv_weight (Kc*r, 1, k), conv_bias (Kc*r),
 x_proj_weight (K, R+2N, r), dt_proj_weight (K, r, R), dt_proj_bias (K, r), A_log (K, r, N), D (K, r); route 0 = Vim's forward branch,
 route 1 = its backward branch (``*_b`` in official checkpoints).
 """
@@ -50,12 +53,11 @@ class BiMambaMixer(nn.Module):
         self.dt_rank = dt_rank or math.ceil(dim / 16)
         self.scan = get_scan(scan, **(scan_kwargs or {}))
         K = self.scan.num_routes
-        if not self.scan.supports_middle_token:
-            raise ValueError(f"scan: {self.scan.name!r} works on the patch grid itself and cannot carry Vim's middle class token")
+        Kc = 1 if self.scan.builds_tokens else K
         self.route_dim = r = self.scan.route_dim(d_inner)  # d_inner, or one head's channels (multihead)
         self.in_proj = nn.Linear(dim, 2 * d_inner, bias=False)
-        self.conv_weight = nn.Parameter(init_linear_weight((K * r, 1, d_conv), d_conv))
-        self.conv_bias = nn.Parameter(init_linear_weight((K * r,), d_conv))
+        self.conv_weight = nn.Parameter(init_linear_weight((Kc * r, 1, d_conv), d_conv))
+        self.conv_bias = nn.Parameter(init_linear_weight((Kc * r,), d_conv))
         self.x_proj_weight = nn.Parameter(init_linear_weight((K, self.dt_rank + 2 * d_state, r), r))
         self.dt_proj_weight = nn.Parameter(init_dt_weight((K, r, self.dt_rank), self.dt_rank))
         self.dt_proj_bias = nn.Parameter(init_dt_bias(K * r).view(K, r))
@@ -74,8 +76,8 @@ class BiMambaMixer(nn.Module):
         return (H, W), True
 
     def _route_conv(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-        """x (b, L, D) -> u (b, L, K, r): SiLU(causal depthwise conv along each route over its r channels: all D,
-        or its head's D / heads with multihead), at sequence positions.
+        """x (b, L, D) -> u (b, L, Kc, r): SiLU(causal depthwise conv along each route over its r channels: all D,
+        or its head's D / heads with multihead), at sequence positions (Kc = 1 for ``multiscale``: in sequence order).
 
         The conv runs over the tokens a route visits, in its order (padding steps skipped); tokens a route
         never visits are never read by it and stay 0 in its slot.
@@ -96,8 +98,11 @@ class BiMambaMixer(nn.Module):
 
     def _visits(self, grid: Tuple[int, int], device: torch.device) -> List[torch.Tensor]:
         """Per route, the sequence positions it visits in order (padding steps dropped), checked and kept per
-        (grid, device): reading the tables is a host sync, done once rather than in every forward."""
+        (grid, device): reading the tables is a host sync, done once rather than in every forward. A strategy that
+        builds its own tokens is convolved once along the token sequence."""
         key = (*grid, str(device))
+        if key not in self._visit_cache and self.scan.builds_tokens:
+            self._visit_cache[key] = [torch.arange(grid[0] * grid[1] + 1, device=device)]
         if key not in self._visit_cache:
             (H, W), middle = self._routes(grid)
             table = self.scan.routes(H, W, device, middle).index.long()  # (K, T), -1 = padding step
@@ -109,8 +114,10 @@ class BiMambaMixer(nn.Module):
         return self._visit_cache[key]
 
     def project(self, u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """u (b, L, K, D) -> delta (b, L, K, D), B and C (b, L, K, N): each route's own x_proj, dt_proj."""
-        x_dbl = torch.einsum("blkd,kcd->blkc", u, self.x_proj_weight.to(u.dtype))
+        """u (b, L, K or 1, D) -> delta (b, L, K, D), B and C (b, L, K, N): each route's own x_proj, dt_proj
+        (one u slot is read by every route)."""
+        equation = "bld,kcd->blkc" if u.shape[2] == 1 else "blkd,kcd->blkc"
+        x_dbl = torch.einsum(equation, u[:, :, 0] if u.shape[2] == 1 else u, self.x_proj_weight.to(u.dtype))
         dts, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         return torch.einsum("blkr,kdr->blkd", dts, self.dt_proj_weight.to(u.dtype)), B, C
 
@@ -121,10 +128,12 @@ class BiMambaMixer(nn.Module):
             raise ValueError(f"x: got {L} tokens, expected H * W + 1 = {grid[0] * grid[1] + 1} for grid {grid}")
         x, z = self.in_proj(x).chunk(2, dim=-1)
         u = self._route_conv(x, grid)
-        K = u.shape[2]
+        Ku = u.shape[2]
         params = ScanParams(A=-torch.exp(self.A_log.float()), D=self.D.float(), delta_bias=self.dt_proj_bias.float())
         (H, W), middle = self._routes(grid)
-        # routes that scan every channel gate in the kernel (z per route); channel groups gate the merged heads
-        z = z[:, :, None].expand(b, L, K, self.d_inner) if self.route_dim == self.d_inner else z[:, :, None]
+        # routes that scan every channel gate in the kernel (z per route); channel groups (multihead) and a single
+        # u slot (multiscale) gate the merged output
+        per_route = self.route_dim == self.d_inner and Ku > 1
+        z = z[:, :, None].expand(b, L, Ku, self.d_inner) if per_route else z[:, :, None]
         y = self.scan.forward(u, self.project, params, H, W, z=z, module=self.scan_module, middle_token=middle)
         return self.out_proj(y)

@@ -33,9 +33,9 @@ class ScanStrategy(ABC):
 
     name: str = ""
     merge: str = "sum"
-    # False for strategies that build their own tokens from the H x W grid (multiscale's downsampled map): they
-    # cannot carry a token outside the grid (Vim's middle class token).
-    supports_middle_token: bool = True
+    # True for strategies that build extra tokens from the H x W grid inside forward (multiscale's downsampled
+    # map): they take one u slot, so a mixer with per-route convolutions convolves once, in sequence order.
+    builds_tokens: bool = False
 
     def __init__(self) -> None:
         self._cache: Dict[Tuple[int, int, str, bool], Routes] = {}
@@ -189,13 +189,6 @@ def merge_tokens(y: torch.Tensor, routes: Routes, length: int) -> torch.Tensor:
     keep = index >= 0
     values = y.reshape(y.shape[0], -1, y.shape[-1])[:, keep]
     return y.new_zeros(y.shape[0], length, y.shape[-1]).index_add_(1, index[keep], values)
-
-
-def require_no_middle_token(strategy: ScanStrategy, middle_token: bool) -> None:
-    """Strategies whose learnable part works on the grid itself cannot carry a token outside it."""
-    if middle_token:
-        raise ValueError(f"scan: {strategy.name!r} works on the H x W grid itself and cannot carry an extra "
-                         "(class) token; use a strategy that is a set of routes")
 
 
 def require_single_u_slot(name: str, u: torch.Tensor, z: Optional[torch.Tensor]) -> None:

@@ -6,6 +6,10 @@ full-resolution tokens in raster order; route 1 chains the low-resolution revers
 reversed column-major routes into ONE sequence (the state carries across, as in MSVMamba) and pads to the
 common length with -1. K = 2 parameter sets. The low-resolution output (each token summed over its three
 visits) is bilinearly upsampled and added to the full-resolution output.
+
+With an extra token (Vim's middle class token, ``middle_token=True``) the low-resolution map is built from the
+grid tokens only; both routes visit the extra token once, at their middle step, and its output is the sum of the
+two visits.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import Routes, selective_scan
-from .base import Projector, ScanParams, ScanStrategy, raster_grid, require_no_middle_token, require_single_u_slot
+from .base import Projector, ScanParams, ScanStrategy, raster_grid, require_single_u_slot
 from .registry import register_scan
 
 
@@ -37,8 +41,8 @@ class Downsample(nn.Module):
 
 @register_scan("multiscale")
 class MultiScaleScan(ScanStrategy):
-    supports_middle_token = False  # it downsamples the H x W grid
     merge = "none"
+    builds_tokens = True
 
     @property
     def num_routes(self) -> int:
@@ -70,21 +74,24 @@ class MultiScaleScan(ScanStrategy):
         out_dtype: Optional[torch.dtype] = None,
         middle_token: bool = False,
     ) -> torch.Tensor:
-        require_no_middle_token(self, middle_token)
         require_single_u_slot(self.name, u, z)
         b, L, _, dim = u.shape
+        c = (H * W) // 2  # the extra token's sequence index when middle_token
+        grid = torch.cat([u[:, :c, 0], u[:, c + 1:, 0]], dim=1) if middle_token else u[:, :, 0]
         h, w = low_resolution(H, W)
-        low = module(u[:, :, 0].transpose(1, 2).reshape(b, dim, H, W))  # (b, d, h, w)
+        low = module(grid.transpose(1, 2).reshape(b, dim, H, W))  # (b, d, h, w)
         tokens = torch.cat([u, low.flatten(2).transpose(1, 2)[:, :, None]], dim=1)
         delta, B, C = project(tokens)
         y = selective_scan(
             tokens, delta, params.A, B, C, params.D, params.delta_bias,
-            routes=self.routes(H, W, u.device), delta_softplus=delta_softplus, merge="none", out_dtype=out_dtype,
+            routes=self.routes(H, W, u.device, middle_token), delta_softplus=delta_softplus, merge="none",
+            out_dtype=out_dtype,
         )
-        full = y[:, :L, 0]
         coarse = y[:, L:, 1].transpose(1, 2).reshape(b, dim, h, w)
-        up = F.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False)
-        out = full + up.flatten(2).transpose(1, 2)
+        up = F.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False).flatten(2).transpose(1, 2)
+        if middle_token:
+            up = torch.cat([up[:, :c], y[:, c:c + 1, 1], up[:, c:]], dim=1)
+        out = y[:, :L, 0] + up
         if z is not None:
             out = out * F.silu(z[:, :, 0]).to(out.dtype)
         return out

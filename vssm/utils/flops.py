@@ -31,3 +31,20 @@ def count_flops(model: torch.nn.Module, input_size: Tuple[int, int, int] = (3, 2
     with counter, torch.no_grad():
         model(torch.randn(1, *input_size))
     return counter.get_total_flops() // 2
+
+
+def vim_flops_published_convention(model: torch.nn.Module, size: int = 224) -> int:
+    """FLOPs of a Vim model counted as the published Vim-Ti / Vim-S figures (1.5G / 5.1G) were: hunto/LocalMamba's
+    ``VisionMamba.flops`` (their README is the source). Per layer: in_proj, out_proj, the token LayerNorm, the
+    conv (L + k - 1 steps), x_proj and dt_proj of ONE direction, and 5*L*D*N + 2*L*D per scan direction (instead of
+    9*L*D*N); patch conv MACs (no bias) and an embed_dim x classes head. Only for comparing with those figures."""
+    patches = (size // model.patch_size) ** 2
+    L = patches + 1
+    flops = patches * model.embed_dim * model.in_chans * model.patch_size ** 2 + model.embed_dim * model.num_classes
+    for layer in model.layers:
+        mixer = layer.mixer
+        E, N, R = mixer.d_inner, mixer.d_state, mixer.dt_rank
+        flops += L * model.embed_dim * 2 * E + L * E * model.embed_dim + L * model.embed_dim  # in/out_proj, norm
+        flops += (L + mixer.d_conv - 1) * E * mixer.d_conv + L * E * (R + 2 * N) + L * R * E  # one direction
+        flops += mixer.scan.num_routes * (5 * L * E * N + 2 * L * E)
+    return flops
