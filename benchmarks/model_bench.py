@@ -3,7 +3,8 @@
     python benchmarks/model_bench.py --out DIR [--models ...] [--sizes 224 384 512 768 1024] [--quick]
 
 1. Inference img/s (batch 128, 224x224, bf16 autocast, channels-first input), eager and replayed from a CUDA
-   graph, and training-step img/s (forward + backward + AdamW, bf16 autocast) for every model in --models.
+   graph, and training-step img/s (forward + backward + AdamW, bf16 autocast), eager and replayed from a CUDA
+   graph (whole-step capture, capturable AdamW), for every model in --models.
 2. Resolution sweep (img/s and peak memory) for the pairs vim_tiny/deit_tiny and
    vmamba_tiny/convnext_tiny/swin_tiny, batch chosen per size (128 at 224, shrinking with the pixel count,
    8 at 1024).
@@ -18,7 +19,7 @@ import os
 import platform
 import subprocess
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -59,8 +60,8 @@ def run_main_table(models: List[str], device: torch.device, quick: bool) -> List
             inf = measure_inference(model, 128, 224, device, iters=10 if quick else 30)
             trn = measure_training(model, 128, 224, device, iters=5 if quick else 20)
             row.update(inference=inf.images_per_s, inference_mem_gb=inf.peak_memory_gb,
-                       inference_graph=graphed_inference(name, quick),
                        training=trn.images_per_s, training_mem_gb=trn.peak_memory_gb)
+            row["inference_graph"], row["training_graph"] = graphed(name, quick)
         except Exception as err:  # a model that fails is reported, the run goes on
             row["error"] = f"{type(err).__name__}: {err}"[:300]
         print(json.dumps(row), flush=True)
@@ -69,16 +70,17 @@ def run_main_table(models: List[str], device: torch.device, quick: bool) -> List
     return rows
 
 
-def graphed_inference(name: str, quick: bool) -> Optional[float]:
-    """CUDA-graph inference img/s, measured in a child process: a model whose forward cannot be captured
-    (a host sync inside) leaves the CUDA context broken, and must not take the rest of the run with it."""
+def graphed(name: str, quick: bool) -> Tuple[Optional[float], Optional[float]]:
+    """CUDA-graph inference and training-step img/s, measured in a child process: a model whose step cannot be
+    captured (a host sync inside) leaves the CUDA context broken, and must not take the rest of the run with it."""
     cmd = [sys.executable, os.path.abspath(__file__), "--graph-one", name] + (["--quick"] if quick else [])
     done = subprocess.run(cmd, capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         print(f"{name}: CUDA-graph capture failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
-        return None
-    return float(lines[-1])
+        return None, None
+    inference, training = lines[-1].split()
+    return float(inference), float(training)
 
 
 def run_sweep(models: List[str], sizes: List[int], device: torch.device, quick: bool) -> List[Dict]:
@@ -100,15 +102,16 @@ def run_sweep(models: List[str], sizes: List[int], device: torch.device, quick: 
 
 def markdown(meta: Dict, main: List[Dict], sweep: List[Dict]) -> str:
     lines = [f"{meta['device']}, {meta['date']}, torch {meta['torch']}, triton {meta['triton']}", "",
-             "| model | params (M) | inference img/s | inference, CUDA graph | training img/s | train peak mem (GB) |",
-             "|---|---|---|---|---|---|"]
+             "| model | params (M) | inference img/s | inference, CUDA graph | training img/s | training, CUDA graph "
+             "| train peak mem (GB) |",
+             "|---|---|---|---|---|---|---|"]
     for r in main:
         if "error" in r:
-            lines.append(f"| {r['model']} | | error: {r['error'][:80]} | | | |")
+            lines.append(f"| {r['model']} | | error: {r['error'][:80]} | | | | |")
         else:
-            graphed = "capture failed" if r["inference_graph"] is None else f"{r['inference_graph']:.0f}"
-            lines.append(f"| {r['model']} | {r['params_m']:.1f} | {r['inference']:.0f} | {graphed} | "
-                         f"{r['training']:.0f} | {r['training_mem_gb']:.1f} |")
+            graph = lambda v: "capture failed" if v is None else f"{v:.0f}"  # noqa: E731
+            lines.append(f"| {r['model']} | {r['params_m']:.1f} | {r['inference']:.0f} | {graph(r['inference_graph'])} | "
+                         f"{r['training']:.0f} | {graph(r['training_graph'])} | {r['training_mem_gb']:.1f} |")
     lines += ["", "| model | size | batch | inference img/s | peak memory (GB) |", "|---|---|---|---|---|"]
     for r in sweep:
         if "error" in r:
@@ -143,7 +146,8 @@ def main() -> None:
     parser.add_argument("--sweep-models", nargs="+", default=SWEEP)
     parser.add_argument("--sizes", nargs="+", type=int, default=[224, 384, 512, 768, 1024])
     parser.add_argument("--quick", action="store_true", help="fewer timed iterations")
-    parser.add_argument("--graph-one", metavar="MODEL", help=argparse.SUPPRESS)  # child process of graphed_inference
+    parser.add_argument("--no-sweep", action="store_true", help="main table only")
+    parser.add_argument("--graph-one", metavar="MODEL", help=argparse.SUPPRESS)  # child process of graphed()
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("model_bench.py measures GPU throughput: no CUDA device found")
@@ -151,9 +155,10 @@ def main() -> None:
     torch.backends.cudnn.allow_tf32 = True
     device = torch.device("cuda")
     if args.graph_one:
-        result = measure_inference(build(args.graph_one, 224), 128, 224, device, iters=10 if args.quick else 30,
-                                   cuda_graph=True)
-        print(result.images_per_s)
+        model = build(args.graph_one, 224)
+        inference = measure_inference(model, 128, 224, device, iters=10 if args.quick else 30, cuda_graph=True)
+        training = measure_training(model, 128, 224, device, iters=5 if args.quick else 20, cuda_graph=True)
+        print(inference.images_per_s, training.images_per_s)
         return
     if not args.out:
         parser.error("--out is required")
@@ -162,14 +167,15 @@ def main() -> None:
     meta = dict(device=torch.cuda.get_device_name(), date=datetime.date.today().isoformat(), torch=torch.__version__,
                 triton=triton.__version__, python=platform.python_version())
     main_rows = run_main_table(args.models, device, args.quick)
-    sweep_rows = run_sweep(args.sweep_models, args.sizes, device, args.quick)
+    sweep_rows = [] if args.no_sweep else run_sweep(args.sweep_models, args.sizes, device, args.quick)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "model_bench.json"), "w") as f:
         json.dump(dict(meta=meta, main=main_rows, sweep=sweep_rows), f, indent=1)
     table = markdown(meta, main_rows, sweep_rows)
     with open(os.path.join(args.out, "model_bench.md"), "w") as f:
         f.write(table)
-    plot(sweep_rows, os.path.join(args.out, "resolution_sweep.png"))
+    if sweep_rows:
+        plot(sweep_rows, os.path.join(args.out, "resolution_sweep.png"))
     print(table)
 
 

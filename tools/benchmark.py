@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--no-train", action="store_true", help="inference only")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model first")
-    parser.add_argument("--cuda-graph", action="store_true", help="also time inference replayed from a CUDA graph")
+    parser.add_argument("--cuda-graph", action="store_true", help="also time inference and training steps replayed from a CUDA graph")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = create_for_size(args.model, args.size)
@@ -52,6 +52,10 @@ def main() -> None:
     if not args.no_train:
         result = measure_training(model, args.batch, args.size, device, progress=progress_bar("training"))
         print(f"training:  {result.images_per_s:.0f} img/s, peak memory {result.peak_memory_gb:.2f} GB")
+        if args.cuda_graph:
+            result = measure_training(model, args.batch, args.size, device, cuda_graph=True,
+                                      progress=progress_bar("graph"))
+            print(f"training from a CUDA graph: {result.images_per_s:.0f} img/s")
 
 
 def create_for_size(name: str, size: int) -> torch.nn.Module:

@@ -153,8 +153,8 @@ def test_gpu_gradients_match_reference(N):
 
 @pytest.mark.parametrize("chunk", [4, 64], ids=["chunk-parallel", "whole-route"])
 def test_routes_visiting_every_token_once_write_every_output_row(monkeypatch, chunk):
-    """Such routes skip zeroing the per-route buffers (outputs are stored, not accumulated): buffers handed out
-    full of NaN must come back fully overwritten, hidden states included."""
+    """Such routes skip zeroing the per-route buffers (outputs and gradients are stored, not accumulated):
+    buffers handed out full of NaN must come back fully overwritten, hidden states and gradients included."""
     monkeypatch.setattr(triton_scan, "CHUNK", chunk)
     p = random_problem(batch=1, L=10, K=2, dim=3, N=2, device=DEVICE, repeat=False)
     assert as_routes(p.routes).covers(10)
@@ -168,3 +168,9 @@ def test_routes_visiting_every_token_once_write_every_output_row(monkeypatch, ch
     ref_out, ref_hidden = selective_scan_reference(*as_float64(p).args(), routes=p.routes, return_hidden=True)
     assert_close(out, ref_out, torch.float32)
     assert_close(hidden, ref_hidden, torch.float32)
+    # the backward stores every gradient row once into buffers handed out just as poisoned
+    _, grads, weights = grads_of(p, "mean", "triton", return_hidden=True)
+    _, ref_grads, _ = grads_of(as_float64(p), "mean", "reference", weights, return_hidden=True)
+    for g, r in zip(grads, ref_grads):
+        assert torch.isfinite(g).all()
+        assert_close(g, r, torch.float32)

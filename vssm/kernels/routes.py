@@ -49,9 +49,15 @@ class Routes:
         return self._once("_tokens_unique", lambda: _tokens_unique(self.index, self.param_index))
 
     def covers(self, length: int) -> bool:
-        """Every route visits each of the ``length`` tokens exactly once (per-route outputs need no zeroing and
-        no read-modify-write)."""
-        return self.tokens_unique() and self._once("_min_visits", lambda: int((self.index >= 0).sum(1).min())) == length
+        """Every route visits each of the ``length`` tokens (and parameter rows) exactly once: per-route outputs
+        and gradients need no zeroing and no read-modify-write."""
+        return self.tokens_unique() and self._once("_min_visits", self._min_valid_steps) == length
+
+    def _min_valid_steps(self) -> int:
+        valid = self.index >= 0
+        if self.param_index is not None:
+            valid &= self.param_index >= 0
+        return int(valid.sum(1).min())
 
     def value_range(self, table: str) -> Tuple[int, int]:
         """(min, max) of ``table`` ("index", "param_index" or "u_group"), for the argument checks."""

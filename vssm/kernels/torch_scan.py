@@ -243,6 +243,15 @@ def gate_and_merge(
     return y.to(out_dtype), y_pre
 
 
+def sum_per_slot(x: torch.Tensor, groups: torch.Tensor, slots: int) -> torch.Tensor:
+    """x (b, L, K, d) -> (b, L, slots, d): slot s sums the routes k with groups[k] == s, in route order, in x's
+    dtype (no host sync, no atomics, and no matmul, so TF32 settings cannot round it)."""
+    if slots == 1:
+        return x.sum(2, keepdim=True)
+    member = F.one_hot(groups, slots).to(x.dtype)  # (K, slots)
+    return torch.stack([(x * member[:, s, None]).sum(2) for s in range(slots)], dim=2)
+
+
 def gate_and_merge_backward(
     prob: ScanProblem, z: Optional[torch.Tensor], merge: str, y_pre: Optional[torch.Tensor], dout: torch.Tensor
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -258,7 +267,7 @@ def gate_and_merge_backward(
         return dy, None
     z_k = z[:, :, prob.groups].to(prob.dtype)
     dz_k = dy * y_pre * silu_grad(z_k)
-    dz = torch.stack([dz_k[:, :, prob.groups == slot].sum(2) for slot in range(z.shape[2])], dim=2)
+    dz = sum_per_slot(dz_k, prob.groups, z.shape[2])
     return dy * F.silu(z_k), dz
 
 

@@ -4,11 +4,12 @@ Reference semantics: :mod:`vssm.kernels.reference` (tests compare against it).
 
 Forward: programs cover (batch, block of BLOCK_D channels, route k[, chunk]). A program walks its steps,
 gathers the visited token's u / delta / B / C rows straight from the raster-order inputs (no re-ordered
-copies), keeps the state [BLOCK_D, N] in fp32 registers, and accumulates y_k into an fp32 per-route buffer
-(batch, L, K, dim) by read-modify-write of rows only this program owns (no atomics, so repeated tokens and
-padding steps are exact and runs are bit-identical). B_t / C_t are loaded once per block of channels; the rows
-of step t + 1 are loaded while step t is computed. The state at every CHUNK-th step is saved (fp32) for the
-backward. Gate, merge and cast are one epilogue.
+copies), keeps the state [BLOCK_D, N] in fp32 registers, and writes y_k into an fp32 per-route buffer
+(batch, L, K, dim), rows only this program owns (no atomics, so runs are bit-identical): stored once when every
+route visits every token once, else accumulated by read-modify-write (repeated tokens, padding). B_t / C_t are
+loaded once per block of channels; loops are pipelined two deep (rows of step t + 1 and tokens of step t + 2
+load while step t computes). The state at every CHUNK-th step is saved (fp32) for the backward. Gate, merge
+and cast are one epilogue kernel (one read of the per-route buffer).
 Two schedules, same arithmetic per step:
 - whole route per program, when routes repeat a token (in-order accumulation) or when there are enough
   programs to fill the GPU;
@@ -18,8 +19,9 @@ Two schedules, same arithmetic per step:
 Backward: the same two schedules. Whole route: chunks last to first. Chunk-parallel: per-chunk state-gradient
 summaries and decays, a short reverse carry pass, then every chunk at once from its carried gradient. In a
 chunk the states are recomputed from its checkpoint into a small per-program scratch (CHUNK + 1 states), then
-the reverse recurrence g_t = dy_t C_t + exp(dt_{t+1} A) g_{t+1} runs over the chunk. Gradients of rows the
-program owns are accumulated in place; those shared across programs (dB, dC across channel blocks; dA, dD,
+the reverse recurrence g_t = dy_t C_t + exp(dt_{t+1} A) g_{t+1} runs over the chunk. dy is read through its
+strides (broadcast over routes, no copy). Gradient rows the program owns are stored once when every route visits
+every token once (ddelta then in delta's dtype), else accumulated in place; those shared across programs (dB, dC across channel blocks; dA, dD,
 d(delta_bias) across batch and chunks; du across routes reading one u slot) are written as partials and summed
 in a fixed order afterwards.
 """
@@ -30,12 +32,11 @@ import os
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 
 from .checks import ScanSizes
-from .torch_scan import ScanGrads, ScanProblem, gate_and_merge, gate_and_merge_backward
+from .torch_scan import ScanGrads, ScanProblem, gate_and_merge_backward, sum_per_slot
 
 CHUNK = 64  # steps between saved states
 LOG2E = 1.4426950408889634
@@ -49,19 +50,22 @@ def _softplus(s, SOFTPLUS: tl.constexpr):
 
 
 @triton.jit
-def _load_step(
-    u_ptr, delta_ptr, B_ptr, C_ptr, index_ptr, pindex_ptr, b, k, g, t, t_end, T, d, n, dmask, nmask, bias,
+def _load_index(index_ptr, pindex_ptr, k, t, t_lo, t_hi, T):
+    """Tokens of step t of route k: p (u/y row) and q (delta/B/C row), clamped to >= 0, and whether the step is
+    real (t_lo <= t < t_hi and neither table pads it)."""
+    inside = (t >= t_lo) & (t < t_hi)
+    p = tl.load(index_ptr + k * T + t, mask=inside, other=-1).to(tl.int64)
+    q = tl.load(pindex_ptr + k * T + t, mask=inside, other=-1).to(tl.int64)
+    return tl.maximum(p, 0), tl.maximum(q, 0), (p >= 0) & (q >= 0)
+
+
+@triton.jit
+def _load_rows(
+    u_ptr, delta_ptr, B_ptr, C_ptr, b, k, g, p, q, valid, d, n, dmask, nmask, bias,
     su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sC_b, sC_l, sC_k, sC_n,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
 ):
-    """Rows of step t of route k (a step at or past t_end is a padding step): tokens p (u/y) and q (delta/B/C),
-    validity, u, pre-softplus s, dt, B, C."""
-    inside = t < t_end
-    p = tl.load(index_ptr + k * T + t, mask=inside, other=-1).to(tl.int64)
-    q = tl.load(pindex_ptr + k * T + t, mask=inside, other=-1).to(tl.int64)
-    valid = (p >= 0) & (q >= 0)
-    p = tl.maximum(p, 0)
-    q = tl.maximum(q, 0)
+    """Rows of one step (tokens p, q from :func:`_load_index`): u, pre-softplus s, dt (0 on padding), B, C."""
     u = tl.load(u_ptr + b * su_b + p * su_l + g * su_s + d * su_d, mask=dmask, other=0.0).to(tl.float32)
     s = tl.load(delta_ptr + b * sd_b + q * sd_l + k * sd_k + d * sd_d, mask=dmask, other=0.0).to(tl.float32)
     if HAS_BIAS:
@@ -69,7 +73,11 @@ def _load_step(
     dt = tl.where(valid, _softplus(s, SOFTPLUS), 0.0)
     Bt = tl.load(B_ptr + b * sB_b + q * sB_l + k * sB_k + n * sB_n, mask=nmask, other=0.0).to(tl.float32)
     Ct = tl.load(C_ptr + b * sC_b + q * sC_l + k * sC_k + n * sC_n, mask=nmask, other=0.0).to(tl.float32)
-    return p, q, valid, u, s, dt, Bt, Ct
+    return u, s, dt, Bt, Ct
+
+
+# Loops are software-pipelined two deep: the rows of step t + 1 (whose tokens are already known) and the tokens
+# of step t + 2 are loaded while step t is computed, so no step waits for an index load followed by a row load.
 
 
 @triton.jit
@@ -112,19 +120,21 @@ def _scan_fwd_kernel(
         h = tl.load(ckpt_base + (c * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
     else:
         h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
-    # software pipelining: the rows of step t + 1 are loaded while step t is computed
-    p, _, valid, u, _, dt, Bt, Ct = _load_step(
-        u_ptr, delta_ptr, B_ptr, C_ptr, index_ptr, pindex_ptr, b, k, g, t0, t_end, T, d, n, dmask, nmask, bias,
+    p, q, valid = _load_index(index_ptr, pindex_ptr, k, t0, t0, t_end, T)
+    u, _, dt, Bt, Ct = _load_rows(
+        u_ptr, delta_ptr, B_ptr, C_ptr, b, k, g, p, q, valid, d, n, dmask, nmask, bias,
         su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sC_b, sC_l, sC_k, sC_n,
         HAS_BIAS, SOFTPLUS)
+    p_n, q_n, valid_n = _load_index(index_ptr, pindex_ptr, k, t0 + 1, t0, t_end, T)
     for t in range(t0, t_end):
         if not CHUNKED:
             if t % CK == 0:
                 tl.store(ckpt_base + ((t // CK) * dim + d[:, None]) * N + n[None, :], h, mask=dn_mask)
-        p_n, _, valid_n, u_n, _, dt_n, B_n, C_n = _load_step(
-            u_ptr, delta_ptr, B_ptr, C_ptr, index_ptr, pindex_ptr, b, k, g, t + 1, t_end, T, d, n, dmask, nmask,
-            bias, su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sC_b, sC_l, sC_k, sC_n,
+        u_n, _, dt_n, B_n, C_n = _load_rows(
+            u_ptr, delta_ptr, B_ptr, C_ptr, b, k, g, p_n, q_n, valid_n, d, n, dmask, nmask, bias,
+            su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sC_b, sC_l, sC_k, sC_n,
             HAS_BIAS, SOFTPLUS)
+        p_nn, q_nn, valid_nn = _load_index(index_ptr, pindex_ptr, k, t + 2, t0, t_end, T)
         h = tl.exp2(dt[:, None] * A2) * h + (dt * u)[:, None] * Bt[None, :]
         y = tl.sum(h * Ct[None, :], axis=1) + Dk * u
         wmask = dmask & valid
@@ -140,6 +150,7 @@ def _scan_fwd_kernel(
             else:
                 tl.store(h_row, h, mask=hmask)
         p, valid, u, dt, Bt, Ct = p_n, valid_n, u_n, dt_n, B_n, C_n
+        p_n, q_n, valid_n = p_nn, q_nn, valid_nn
 
 
 @triton.jit
@@ -172,19 +183,23 @@ def _chunk_state_kernel(
     t_end = tl.minimum(t0 + CK, T)
     h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     log_decay = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
-    p, _, valid, u, _, dt, Bt, Ct = _load_step(
-        u_ptr, delta_ptr, B_ptr, B_ptr, index_ptr, pindex_ptr, b, k, g, t0, t_end, T, d, n, dmask, nmask, bias,
+    p, q, valid = _load_index(index_ptr, pindex_ptr, k, t0, t0, t_end, T)
+    u, _, dt, Bt, _ = _load_rows(
+        u_ptr, delta_ptr, B_ptr, B_ptr, b, k, g, p, q, valid, d, n, dmask, nmask, bias,
         su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sB_b, sB_l, sB_k, sB_n,
         HAS_BIAS, SOFTPLUS)
+    p_n, q_n, valid_n = _load_index(index_ptr, pindex_ptr, k, t0 + 1, t0, t_end, T)
     for t in range(t0, t_end):
-        p_n, _, valid_n, u_n, _, dt_n, B_n, C_n = _load_step(
-            u_ptr, delta_ptr, B_ptr, B_ptr, index_ptr, pindex_ptr, b, k, g, t + 1, t_end, T, d, n, dmask, nmask,
-            bias, su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sB_b, sB_l, sB_k, sB_n,
+        u_n, _, dt_n, B_n, _ = _load_rows(
+            u_ptr, delta_ptr, B_ptr, B_ptr, b, k, g, p_n, q_n, valid_n, d, n, dmask, nmask, bias,
+            su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sB_b, sB_l, sB_k, sB_n,
             HAS_BIAS, SOFTPLUS)
+        p_nn, q_nn, valid_nn = _load_index(index_ptr, pindex_ptr, k, t + 2, t0, t_end, T)
         exponent = dt[:, None] * A2
         h = tl.exp2(exponent) * h + (dt * u)[:, None] * Bt[None, :]
         log_decay += exponent
-        p, valid, u, dt, Bt = p_n, valid_n, u_n, dt_n, B_n
+        u, dt, Bt = u_n, dt_n, B_n
+        p_n, q_n, valid_n = p_nn, q_nn, valid_nn
     off = (((b * K + k) * n_chunks + c) * dim + d[:, None]) * N + n[None, :]
     tl.store(hloc_ptr + off, h, mask=dn_mask)
     tl.store(decay_ptr + off, tl.exp2(log_decay), mask=dn_mask)
@@ -221,12 +236,15 @@ def _scan_bwd_kernel(
     sB_b, sB_l, sB_k, sB_n,
     sC_b, sC_l, sC_k, sC_n,
     sy_b, sy_l, sy_k,
+    sdy_b, sdy_l, sdy_k,
     N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CK: tl.constexpr,
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_DHIDDEN: tl.constexpr,
-    CHUNKED: tl.constexpr,
+    CHUNKED: tl.constexpr, ACCUMULATE: tl.constexpr,
 ):
     """Program (b, channel block, k * n_spans + c). CHUNKED: only chunk c, starting from the gradient carried
-    in from the later chunks (``carry_ptr``); else all chunks of route k, last to first."""
+    in from the later chunks (``carry_ptr``); else all chunks of route k, last to first. ACCUMULATE: add into
+    the zeroed du / ddelta / dB / dC rows (routes that repeat or skip tokens); else each row is stored once.
+    du, ddelta and dhidden rows use the (sy) strides of the per-route buffers, dy its own (sdy, may be 0 on k)."""
     b = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
     pid2 = tl.program_id(2)
@@ -265,27 +283,48 @@ def _scan_bwd_kernel(
         else:
             c = n_chunks - 1 - i
         t0 = c * CK
-        steps = tl.minimum(CK, T - t0)
+        t1 = tl.minimum(t0 + CK, T)
+        steps = t1 - t0
         h = tl.load(ckpt_base + (c * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
         tl.store(scratch + tile, h)
-        for j in range(steps):  # recompute the chunk's states: scratch[j + 1] = h_{t0 + j}
-            _, _, _, u, _, dt, Bt, _ = _load_step(
-                u_ptr, delta_ptr, B_ptr, C_ptr, index_ptr, pindex_ptr, b, k, g_slot, t0 + j, T, T, d, n, dmask,
-                nmask, bias, su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n,
-                sC_b, sC_l, sC_k, sC_n, HAS_BIAS, SOFTPLUS)
+        # recompute the chunk's states: scratch[j + 1] = h_{t0 + j}
+        p, q, valid = _load_index(index_ptr, pindex_ptr, k, t0, t0, t1, T)
+        u, _, dt, Bt, _ = _load_rows(
+            u_ptr, delta_ptr, B_ptr, C_ptr, b, k, g_slot, p, q, valid, d, n, dmask, nmask, bias,
+            su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sC_b, sC_l, sC_k, sC_n,
+            HAS_BIAS, SOFTPLUS)
+        p_n, q_n, valid_n = _load_index(index_ptr, pindex_ptr, k, t0 + 1, t0, t1, T)
+        for j in range(steps):
+            u_n, _, dt_n, B_n, _ = _load_rows(
+                u_ptr, delta_ptr, B_ptr, C_ptr, b, k, g_slot, p_n, q_n, valid_n, d, n, dmask, nmask, bias,
+                su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sC_b, sC_l, sC_k, sC_n,
+                HAS_BIAS, SOFTPLUS)
+            p_nn, q_nn, valid_nn = _load_index(index_ptr, pindex_ptr, k, t0 + j + 2, t0, t1, T)
             h = tl.exp2(dt[:, None] * A2) * h + (dt * u)[:, None] * Bt[None, :]
             tl.store(scratch + (j + 1) * BLOCK_D * BLOCK_N + tile, h)
-        for jj in range(steps):  # reverse recurrence over the chunk
+            u, dt, Bt = u_n, dt_n, B_n
+            p_n, q_n, valid_n = p_nn, q_nn, valid_nn
+        # reverse recurrence over the chunk, pipelined towards earlier steps; h_t is the previous step's h_prev
+        p, q, valid = _load_index(index_ptr, pindex_ptr, k, t1 - 1, t0, t1, T)
+        u, s, dt, Bt, Ct = _load_rows(
+            u_ptr, delta_ptr, B_ptr, C_ptr, b, k, g_slot, p, q, valid, d, n, dmask, nmask, bias,
+            su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sC_b, sC_l, sC_k, sC_n,
+            HAS_BIAS, SOFTPLUS)
+        dy = tl.load(dy_ptr + b * sdy_b + p * sdy_l + k * sdy_k + d, mask=dmask & valid, other=0.0).to(tl.float32)
+        h_t = tl.load(scratch + steps * BLOCK_D * BLOCK_N + tile)
+        p_n, q_n, valid_n = _load_index(index_ptr, pindex_ptr, k, t1 - 2, t0, t1, T)
+        for jj in range(steps):
             j = steps - 1 - jj
-            p, q, valid, u, s, dt, Bt, Ct = _load_step(
-                u_ptr, delta_ptr, B_ptr, C_ptr, index_ptr, pindex_ptr, b, k, g_slot, t0 + j, T, T, d, n, dmask,
-                nmask, bias, su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n,
-                sC_b, sC_l, sC_k, sC_n, HAS_BIAS, SOFTPLUS)
-            vmask = dmask & valid
+            u_n, s_n, dt_n, B_n, C_n = _load_rows(
+                u_ptr, delta_ptr, B_ptr, C_ptr, b, k, g_slot, p_n, q_n, valid_n, d, n, dmask, nmask, bias,
+                su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sC_b, sC_l, sC_k, sC_n,
+                HAS_BIAS, SOFTPLUS)
+            dy_n = tl.load(dy_ptr + b * sdy_b + p_n * sdy_l + k * sdy_k + d, mask=dmask & valid_n,
+                           other=0.0).to(tl.float32)
+            p_nn, q_nn, valid_nn = _load_index(index_ptr, pindex_ptr, k, t0 + j - 2, t0, t1, T)
             h_prev = tl.load(scratch + j * BLOCK_D * BLOCK_N + tile)
-            h_t = tl.load(scratch + (j + 1) * BLOCK_D * BLOCK_N + tile)
+            vmask = dmask & valid
             decay = tl.exp2(dt[:, None] * A2)
-            dy = tl.load(dy_ptr + b * sy_b + p * sy_l + k * sy_k + d, mask=vmask, other=0.0)
             g = g_carry + dy[:, None] * Ct[None, :]
             if HAS_DHIDDEN:
                 g += tl.load(dhidden_ptr + (b * sy_b + p * sy_l + k * sy_k + d[:, None]) * N + n[None, :],
@@ -306,15 +345,22 @@ def _scan_bwd_kernel(
             ds = tl.where(vmask, ds, 0.0)
             dbias_acc += ds
             du_row = du_ptr + b * sy_b + p * sy_l + k * sy_k + d
-            tl.store(du_row, tl.load(du_row, mask=vmask, other=0.0) + du, mask=vmask)
             dd_row = ddelta_ptr + b * sy_b + q * sy_l + k * sy_k + d
-            tl.store(dd_row, tl.load(dd_row, mask=vmask, other=0.0) + ds, mask=vmask)
             bc_off = ((b * L + q) * K + k) * N + n
             bc_mask = nmask & valid
             dB_t = tl.sum(g * (dt * u)[:, None], axis=0)
             dC_t = tl.sum(h_t * dy[:, None], axis=0)
-            tl.store(dB_base + bc_off, tl.load(dB_base + bc_off, mask=bc_mask, other=0.0) + dB_t, mask=bc_mask)
-            tl.store(dC_base + bc_off, tl.load(dC_base + bc_off, mask=bc_mask, other=0.0) + dC_t, mask=bc_mask)
+            if ACCUMULATE:
+                du += tl.load(du_row, mask=vmask, other=0.0)
+                ds += tl.load(dd_row, mask=vmask, other=0.0)
+                dB_t += tl.load(dB_base + bc_off, mask=bc_mask, other=0.0)
+                dC_t += tl.load(dC_base + bc_off, mask=bc_mask, other=0.0)
+            tl.store(du_row, du, mask=vmask)
+            tl.store(dd_row, ds, mask=vmask)
+            tl.store(dB_base + bc_off, dB_t, mask=bc_mask)
+            tl.store(dC_base + bc_off, dC_t, mask=bc_mask)
+            p, q, valid, u, s, dt, Bt, Ct, dy, h_t = p_n, q_n, valid_n, u_n, s_n, dt_n, B_n, C_n, dy_n, h_prev
+            p_n, q_n, valid_n = p_nn, q_nn, valid_nn
     part = (b * tl.num_programs(2) + pid2) * dim
     tl.store(dA_ptr + (part + d[:, None]) * N + n[None, :], dA_acc, mask=dn_mask)
     if HAS_D:
@@ -331,6 +377,7 @@ def _chunk_grad_state_kernel(
     sd_b, sd_l, sd_k, sd_d,
     sC_b, sC_l, sC_k, sC_n,
     sy_b, sy_l, sy_k,
+    sdy_b, sdy_l, sdy_k,
     N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CK: tl.constexpr,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_DHIDDEN: tl.constexpr,
 ):
@@ -350,23 +397,21 @@ def _chunk_grad_state_kernel(
     A2 = tl.load(A_ptr + (k * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0) * 1.4426950408889634
     bias = tl.load(bias_ptr + k * dim + d, mask=dmask & HAS_BIAS, other=0.0)
     t0 = c * CK
-    steps = tl.minimum(CK, T - t0)
+    t1 = tl.minimum(t0 + CK, T)
     g = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     log_decay = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     exponent = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
-    for jj in range(steps):
-        t = t0 + steps - 1 - jj
-        p = tl.load(index_ptr + k * T + t).to(tl.int64)
-        q = tl.load(pindex_ptr + k * T + t).to(tl.int64)
-        valid = (p >= 0) & (q >= 0)
-        p = tl.maximum(p, 0)
-        q = tl.maximum(q, 0)
+    p_n, q_n, valid_n = _load_index(index_ptr, pindex_ptr, k, t1 - 1, t0, t1, T)
+    for jj in range(t1 - t0):
+        t = t1 - 1 - jj
+        p, q, valid = p_n, q_n, valid_n
+        p_n, q_n, valid_n = _load_index(index_ptr, pindex_ptr, k, t - 1, t0, t1, T)
         s = tl.load(delta_ptr + b * sd_b + q * sd_l + k * sd_k + d * sd_d, mask=dmask, other=0.0).to(tl.float32)
         if HAS_BIAS:
             s += bias
         dt = tl.where(valid, _softplus(s, SOFTPLUS), 0.0)
         Ct = tl.load(C_ptr + b * sC_b + q * sC_l + k * sC_k + n * sC_n, mask=nmask, other=0.0).to(tl.float32)
-        dy = tl.load(dy_ptr + b * sy_b + p * sy_l + k * sy_k + d, mask=dmask & valid, other=0.0)
+        dy = tl.load(dy_ptr + b * sdy_b + p * sdy_l + k * sdy_k + d, mask=dmask & valid, other=0.0).to(tl.float32)
         g = tl.exp2(exponent) * g + dy[:, None] * Ct[None, :]  # exponent of step t + 1
         if HAS_DHIDDEN:
             g += tl.load(dhidden_ptr + (b * sy_b + p * sy_l + k * sy_k + d[:, None]) * N + n[None, :],
@@ -396,6 +441,35 @@ def _chunk_grad_carry_kernel(
         off = (((b * K + k) * n_chunks + n_chunks - 1 - i) * dim + d[:, None]) * N + n[None, :]
         tl.store(carry_ptr + off, carry, mask=dn_mask)
         carry = tl.load(gloc_ptr + off, mask=dn_mask, other=0.0) + tl.load(decay_ptr + off, mask=dn_mask, other=0.0) * carry
+
+
+@triton.jit
+def _gate_merge_kernel(
+    y_ptr, z_ptr, group_ptr, out_ptr, rows, L, K, dim, scale,
+    sz_b, sz_l, sz_s, sz_d,
+    HAS_Z: tl.constexpr, MERGE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """Epilogue, one pass: per-route y (rows = b * L, K, dim) fp32 -> y_k * silu(z[slot of k]) (HAS_Z), summed
+    over routes times ``scale`` (MERGE) into out (rows, dim), or kept per route in out (rows, K, dim); out is
+    written in its own dtype."""
+    r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask = (r < rows)[:, None] & (d < dim)[None, :]
+    r64 = r.to(tl.int64)[:, None]
+    acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)
+    for k in range(K):
+        y = tl.load(y_ptr + (r64 * K + k) * dim + d[None, :], mask=mask, other=0.0)
+        if HAS_Z:
+            g = tl.load(group_ptr + k).to(tl.int64)
+            z = tl.load(z_ptr + (r64 // L) * sz_b + (r64 % L) * sz_l + g * sz_s + d[None, :] * sz_d, mask=mask,
+                        other=0.0).to(tl.float32)
+            y = y * z * tl.sigmoid(z)
+        if MERGE:
+            acc += y
+        else:
+            tl.store(out_ptr + (r64 * K + k) * dim + d[None, :], y, mask=mask)
+    if MERGE:
+        tl.store(out_ptr + r64 * dim + d[None, :], acc * scale, mask=mask)
 
 
 def _blocks(dim: int, N: int) -> Tuple[int, int]:
@@ -471,8 +545,27 @@ def forward(
         N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK, HAS_D=prob.D is not None,
         HAS_HIDDEN=return_hidden, CHUNKED=chunked, ACCUMULATE=not prob.routes_cover, **flags,
     )
-    out, y_pre = gate_and_merge(prob, y, z, merge, out_dtype)
-    return out, hidden, ckpt, y_pre
+    out = _gate_and_merge(prob, y, z, merge, out_dtype)
+    return out, hidden, ckpt, y if z is not None else None
+
+
+def _gate_and_merge(
+    prob: ScanProblem, y: torch.Tensor, z: Optional[torch.Tensor], merge: str, out_dtype: torch.dtype
+) -> torch.Tensor:
+    """The epilogue of :func:`vssm.kernels.torch_scan.gate_and_merge` in one pass over y (b, L, K, d) fp32."""
+    batch, length, K, dim, _, _ = prob.sizes
+    if z is None and merge == "none" and out_dtype == torch.float32:
+        return y
+    out = y.new_empty((batch, length, dim) if merge != "none" else (batch, length, K, dim), dtype=out_dtype)
+    block_d = min(triton.next_power_of_2(dim), 128)
+    block_r = max(1, 2048 // block_d)
+    rows = batch * length
+    _gate_merge_kernel[(triton.cdiv(rows, block_r), triton.cdiv(dim, block_d))](
+        y, z if z is not None else y, prob.groups, out, rows, length, K, dim, 1.0 / K if merge == "mean" else 1.0,
+        *(z.stride() if z is not None else (0, 0, 0, 0)),
+        HAS_Z=z is not None, MERGE=merge != "none", BLOCK_R=block_r, BLOCK_D=block_d,
+    )
+    return out
 
 
 def backward(
@@ -490,39 +583,46 @@ def backward(
     n_db = triton.cdiv(dim, block_d)
     n_chunks = ckpt.shape[2]
     dy, dz = gate_and_merge_backward(prob, z, merge, y_pre, dout)
-    dy = dy.contiguous()
+    if dy.stride(3) != 1:  # dy may be broadcast over routes (stride 0 on k); channels must be unit-stride
+        dy = dy.contiguous()
     if dhidden is not None:
         dhidden = dhidden.float().contiguous()
     chunked = _use_chunks(batch, n_db, K, n_chunks) and prob.routes_unique
     spans = n_chunks if chunked else 1
-    new = lambda *shape: prob.u.new_zeros(*shape, dtype=torch.float32)  # noqa: E731
-    du_routes, ddelta = new(batch, length, K, dim), new(batch, length, K, dim)
-    dB, dC = new(n_db, batch, length, K, N), new(n_db, batch, length, K, N)
-    dA, dD, dbias = new(batch, K, spans, dim, N), new(batch, K, spans, dim), new(batch, K, spans, dim)
+    # routes visiting every token once store each gradient row once: no zero fill, no read-back, and ddelta
+    # (one row per route and token, nothing to sum) is written in delta's dtype directly
+    store_only = prob.routes_cover
+    alloc = prob.u.new_empty if store_only else prob.u.new_zeros
+    f32 = torch.float32
+    du_routes = alloc(batch, length, K, dim, dtype=f32)
+    ddelta = alloc(batch, length, K, dim, dtype=prob.delta.dtype if store_only else f32)
+    dB, dC = alloc(n_db, batch, length, K, N, dtype=f32), alloc(n_db, batch, length, K, N, dtype=f32)
+    # per-program partials, each stored whole
+    dA = prob.u.new_empty(batch, K, spans, dim, N, dtype=f32)
+    dD, dbias = prob.u.new_empty(batch, K, spans, dim, dtype=f32), prob.u.new_empty(batch, K, spans, dim, dtype=f32)
     scratch = prob.u.new_empty(batch * n_db * K * spans * (CHUNK + 1) * block_d * block_n, dtype=torch.float32)
     tensors, strides = _common_args(prob)
     u, delta, A, B, C, D, bias, index, pindex, group = tensors
     dhidden_arg = dhidden if dhidden is not None else dy
     flags = dict(HAS_BIAS=prob.delta_bias is not None, SOFTPLUS=prob.delta_softplus, HAS_DHIDDEN=dhidden is not None)
+    route_strides, dy_strides = du_routes.stride()[:3], dy.stride()[:3]
     carry = ckpt
     if chunked:
         gloc, decay, carry = torch.empty_like(ckpt), torch.empty_like(ckpt), torch.empty_like(ckpt)
         _chunk_grad_state_kernel[(batch, n_db, K * n_chunks)](
             delta, A, C, index, pindex, bias, dy, dhidden_arg, gloc, decay, T, dim, n_chunks,
-            *strides[4:8], *strides[12:16], *dy.stride()[:3], N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK, **flags,
+            *strides[4:8], *strides[12:16], *route_strides, *dy_strides,
+            N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK, **flags,
         )
         _chunk_grad_carry_kernel[(batch, n_db, K)](gloc, decay, carry, dim, n_chunks, N=N, BLOCK_D=block_d, BLOCK_N=block_n)
     _scan_bwd_kernel[(batch, n_db, K * spans)](
         *tensors, dy, dhidden_arg, ckpt, scratch,
         du_routes, ddelta, dB, dC, dA, dD, dbias,
-        carry, T, dim, length, n_chunks, *strides, *dy.stride()[:3],
-        N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK, HAS_D=prob.D is not None, CHUNKED=chunked, **flags,
+        carry, T, dim, length, n_chunks, *strides, *route_strides, *dy_strides,
+        N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK, HAS_D=prob.D is not None, CHUNKED=chunked,
+        ACCUMULATE=not store_only, **flags,
     )
-    u_slots = prob.u.shape[2]
-    if u_slots == 1:
-        du = du_routes.sum(2, keepdim=True)
-    else:  # routes reading one slot summed through a one-hot matrix (no boolean indexing: no host sync)
-        du = torch.einsum("blkd,ks->blsd", du_routes, F.one_hot(prob.groups, u_slots).to(du_routes.dtype))
+    du = sum_per_slot(du_routes, prob.groups, prob.u.shape[2])
     grads = ScanGrads(
         u=du, delta=ddelta, A=dA.sum((0, 2)), B=dB.sum(0), C=dC.sum(0),
         D=dD.sum((0, 2)) if prob.D is not None else None,

@@ -87,37 +87,53 @@ def measure_inference(model: nn.Module, batch: int, size: int, device: torch.dev
     return Throughput(batch / seconds, _peak_memory_gb(device), batch, size)
 
 
-def _captured(step: Callable[[], None], warmup: int) -> Callable[[], None]:
-    """Warm ``step`` up on a side stream (kernel compilation, cached tables), capture it, return the replay."""
+def _captured(step: Callable[[], None], warmup: int, before_capture: Callable[[], None] = lambda: None,
+              captured_step: Optional[Callable[[], None]] = None) -> Callable[[], None]:
+    """Warm ``step`` up on a side stream (kernel compilation, cached tables), run ``before_capture``, capture
+    ``captured_step`` (default ``step``), return the replay."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         for _ in range(max(3, warmup)):
             step()
     torch.cuda.current_stream().wait_stream(stream)
+    before_capture()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        step()
+        (captured_step or step)()
     return graph.replay
 
 
 def measure_training(model: nn.Module, batch: int, size: int, device: torch.device, *, warmup: int = 5,
-                     iters: int = 20, dtype: torch.dtype = torch.bfloat16,
+                     iters: int = 20, dtype: torch.dtype = torch.bfloat16, cuda_graph: bool = False,
                      progress: Optional[Callable[[int, int], None]] = None) -> Throughput:
-    """Forward + backward + AdamW step under autocast; images per second."""
+    """Forward + backward + AdamW step under autocast; images per second.
+
+    ``cuda_graph``: capture the whole step (forward, backward, a capturable AdamW) in a CUDA graph and time its
+    replays: the gradients live in the graph's memory and each replay overwrites them (PyTorch's whole-network
+    capture), so no per-op launch cost from Python or autograd. Needs CUDA and a model without host syncs.
+    """
     model = model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, capturable=cuda_graph)
     images = torch.randn(batch, 3, size, size, device=device)
     num_classes = getattr(model, "num_classes", 1000) or 1000
     labels = torch.randint(0, num_classes, (batch,), device=device)
     _reset_memory(device)
 
-    def step() -> None:
-        with torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda"):
+    def forward_backward_update() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda", cache_enabled=not cuda_graph):
             loss = nn.functional.cross_entropy(model(images).float(), labels)
         loss.backward()
         optimizer.step()
+
+    def step() -> None:
+        forward_backward_update()
         optimizer.zero_grad(set_to_none=True)
 
+    if cuda_graph:
+        if device.type != "cuda":
+            raise ValueError(f"cuda_graph: needs a CUDA device, got {device}")
+        step = _captured(step, warmup, before_capture=lambda: optimizer.zero_grad(set_to_none=True),
+                         captured_step=forward_backward_update)
     seconds = _time(step, warmup, iters, device, progress)
     return Throughput(batch / seconds, _peak_memory_gb(device), batch, size)
