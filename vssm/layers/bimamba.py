@@ -101,17 +101,20 @@ class BiMambaMixer(nn.Module):
         (grid, device): reading the tables is a host sync, done once rather than in every forward. A strategy that
         builds its own tokens is convolved once along the token sequence."""
         key = (*grid, str(device))
-        if key not in self._visit_cache and self.scan.builds_tokens:
-            self._visit_cache[key] = [torch.arange(grid[0] * grid[1] + 1, device=device)]
         if key not in self._visit_cache:
-            (H, W), middle = self._routes(grid)
-            table = self.scan.routes(H, W, device, middle).index.long()  # (K, T), -1 = padding step
-            visits = [row[row >= 0] for row in table]
-            for k, visited in enumerate(visits):
-                if visited.unique().numel() != visited.numel():
-                    raise ValueError(f"scan: {self.scan.name!r} route {k} on {grid[0]} x {grid[1]} patches visits a token twice; the Vim mixer's per-route conv needs each token at most once per route")
-            self._visit_cache[key] = visits
+            self._visit_cache[key] = self._route_visits(grid, device)
         return self._visit_cache[key]
+
+    def _route_visits(self, grid: Tuple[int, int], device: torch.device) -> List[torch.Tensor]:
+        if self.scan.builds_tokens:
+            return [torch.arange(grid[0] * grid[1] + 1, device=device)]
+        (H, W), middle = self._routes(grid)
+        table = self.scan.routes(H, W, device, middle).index.long()  # (K, T), -1 = padding step
+        visits = [row[row >= 0] for row in table]
+        for k, visited in enumerate(visits):
+            if visited.unique().numel() != visited.numel():
+                raise ValueError(f"scan: {self.scan.name!r} route {k} on {grid[0]} x {grid[1]} patches visits a token twice; the Vim mixer's per-route conv needs each token at most once per route")
+        return visits
 
     def project(self, u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """u (b, L, K or 1, D) -> delta (b, L, K, D), B and C (b, L, K, N): each route's own x_proj, dt_proj

@@ -142,6 +142,19 @@ def with_middle_token(routes: Routes, M: int) -> Routes:
     )
 
 
+def split_middle_token(x: torch.Tensor, H: int, W: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """x (b, H*W + 1, ...) in :func:`with_middle_token` order -> the grid tokens (b, H*W, ...) in raster order
+    and the extra token (b, 1, ...)."""
+    c = (H * W) // 2
+    return torch.cat([x[:, :c], x[:, c + 1:]], dim=1), x[:, c:c + 1]
+
+
+def join_middle_token(grid: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`split_middle_token`: grid (b, H*W, ...) and token (b, 1, ...) -> (b, H*W + 1, ...)."""
+    c = grid.shape[1] // 2
+    return torch.cat([grid[:, :c], token, grid[:, c:]], dim=1)
+
+
 def raster_grid(H: int, W: int) -> torch.Tensor:
     """(H, W) int32 grid of raster token indices h * W + w."""
     return torch.arange(H * W, dtype=torch.int32).view(H, W)

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import Routes, selective_scan
-from .base import Projector, ScanParams, ScanStrategy, raster_grid, require_single_u_slot
+from .base import (Projector, ScanParams, ScanStrategy, join_middle_token, raster_grid, require_single_u_slot,
+                   split_middle_token)
 from .registry import register_scan
 
 
@@ -76,8 +77,7 @@ class MultiScaleScan(ScanStrategy):
     ) -> torch.Tensor:
         require_single_u_slot(self.name, u, z)
         b, L, _, dim = u.shape
-        c = (H * W) // 2  # the extra token's sequence index when middle_token
-        grid = torch.cat([u[:, :c, 0], u[:, c + 1:, 0]], dim=1) if middle_token else u[:, :, 0]
+        grid = split_middle_token(u[:, :, 0], H, W)[0] if middle_token else u[:, :, 0]
         h, w = low_resolution(H, W)
         low = module(grid.transpose(1, 2).reshape(b, dim, H, W))  # (b, d, h, w)
         tokens = torch.cat([u, low.flatten(2).transpose(1, 2)[:, :, None]], dim=1)
@@ -89,8 +89,9 @@ class MultiScaleScan(ScanStrategy):
         )
         coarse = y[:, L:, 1].transpose(1, 2).reshape(b, dim, h, w)
         up = F.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False).flatten(2).transpose(1, 2)
-        if middle_token:
-            up = torch.cat([up[:, :c], y[:, c:c + 1, 1], up[:, c:]], dim=1)
+        if middle_token:  # the extra token's output from route 1 (route 0's is added below)
+            c = (H * W) // 2
+            up = join_middle_token(up, y[:, c:c + 1, 1])
         out = y[:, :L, 0] + up
         if z is not None:
             out = out * F.silu(z[:, :, 0]).to(out.dtype)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import Routes, selective_scan
-from .base import Projector, ScanParams, ScanStrategy, require_single_u_slot
+from .base import Projector, ScanParams, ScanStrategy, join_middle_token, require_single_u_slot, split_middle_token
 from .registry import register_scan
 
 DILATIONS = (1, 3, 5)
@@ -80,12 +80,11 @@ class SpatialFusionScan(ScanStrategy):
             routes=self.routes(H, W, u.device, middle_token), delta_softplus=delta_softplus, return_hidden=True,
         )
         states = hidden[:, :, 0]  # (b, L, d, N)
-        c = (H * W) // 2
-        grid = torch.cat([states[:, :c], states[:, c + 1 :]], dim=1) if middle_token else states
+        grid, token = split_middle_token(states, H, W) if middle_token else (states, None)
         grid = grid.reshape(b, H, W, dim * N).permute(0, 3, 1, 2)
         fused = module(grid).permute(0, 2, 3, 1).reshape(b, H * W, dim, N)
         if middle_token:  # the extra token has no place on the grid: its state is used as scanned
-            fused = torch.cat([fused[:, :c], states[:, c : c + 1], fused[:, c:]], dim=1)
+            fused = join_middle_token(fused, token)
         y = torch.einsum("bldn,bln->bld", fused, C[:, :, 0].float())
         if params.D is not None:
             y = y + params.D[0] * u[:, :, 0].float()

@@ -80,27 +80,26 @@ def measure_inference(model: nn.Module, batch: int, size: int, device: torch.dev
             model(images)
 
     if cuda_graph:
-        if device.type != "cuda":
-            raise ValueError(f"cuda_graph: needs a CUDA device, got {device}")
-        step = _captured(step, warmup)
+        step = _captured(device, step, step, warmup)
     seconds = _time(step, warmup, iters, device, progress)
     return Throughput(batch / seconds, _peak_memory_gb(device), batch, size)
 
 
-def _captured(step: Callable[[], None], warmup: int, before_capture: Callable[[], None] = lambda: None,
-              captured_step: Optional[Callable[[], None]] = None) -> Callable[[], None]:
-    """Warm ``step`` up on a side stream (kernel compilation, cached tables), run ``before_capture``, capture
-    ``captured_step`` (default ``step``), return the replay."""
+def _captured(device: torch.device, warm_step: Callable[[], None], captured_step: Callable[[], None],
+              warmup: int) -> Callable[[], None]:
+    """Run ``warm_step`` on a side stream (kernel compilation, cached tables), capture ``captured_step`` in a
+    CUDA graph, return the replay."""
+    if device.type != "cuda":
+        raise ValueError(f"cuda_graph: needs a CUDA device, got {device}")
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         for _ in range(max(3, warmup)):
-            step()
+            warm_step()
     torch.cuda.current_stream().wait_stream(stream)
-    before_capture()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        (captured_step or step)()
+        captured_step()
     return graph.replay
 
 
@@ -130,10 +129,7 @@ def measure_training(model: nn.Module, batch: int, size: int, device: torch.devi
         forward_backward_update()
         optimizer.zero_grad(set_to_none=True)
 
-    if cuda_graph:
-        if device.type != "cuda":
-            raise ValueError(f"cuda_graph: needs a CUDA device, got {device}")
-        step = _captured(step, warmup, before_capture=lambda: optimizer.zero_grad(set_to_none=True),
-                         captured_step=forward_backward_update)
+    if cuda_graph:  # the warm steps leave no gradients, so the captured backward allocates them in the graph
+        step = _captured(device, step, forward_backward_update, warmup)
     seconds = _time(step, warmup, iters, device, progress)
     return Throughput(batch / seconds, _peak_memory_gb(device), batch, size)
