@@ -1,6 +1,6 @@
 """Model-level throughput and memory on the GPU: vssm backbones and timm peers in ONE run.
 
-    python benchmarks/model_bench.py --out DIR [--models ...] [--sizes 224 384 512 768 1024] [--quick]
+    python benchmarks/model_bench.py --out DIR [--models ...] [--sizes 224 384 512 768 1024] [--quick] [--scan-tiles]
 
 1. Inference img/s (batch 128, 224x224, bf16 autocast, channels-first input), eager and replayed from a CUDA
    graph, and training-step img/s (forward + backward + AdamW, bf16 autocast), eager and replayed from a CUDA
@@ -9,6 +9,8 @@
    vmamba_tiny/convnext_tiny/swin_tiny, batch chosen per size (128 at 224, shrinking with the pixel count,
    8 at 1024).
 Writes DIR/model_bench.json, DIR/model_bench.md (tables) and DIR/resolution_sweep.png.
+``--scan-tiles`` runs the scans on the tile-parallel Triton kernels (``vssm.kernels.triton_scan.TILES``), for an
+A/B against a run without it.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 import vssm  # noqa: F401  (registers vssm models)
+from vssm.kernels import triton_scan
 from vssm.utils.throughput import measure_inference, measure_training
 
 MODELS = [
@@ -74,6 +77,7 @@ def graphed(name: str, quick: bool) -> Tuple[Optional[float], Optional[float]]:
     """CUDA-graph inference and training-step img/s, measured in a child process: a model whose step cannot be
     captured (a host sync inside) leaves the CUDA context broken, and must not take the rest of the run with it."""
     cmd = [sys.executable, os.path.abspath(__file__), "--graph-one", name] + (["--quick"] if quick else [])
+    cmd += ["--scan-tiles"] if triton_scan.TILES else []
     done = subprocess.run(cmd, capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
@@ -101,7 +105,8 @@ def run_sweep(models: List[str], sizes: List[int], device: torch.device, quick: 
 
 
 def markdown(meta: Dict, main: List[Dict], sweep: List[Dict]) -> str:
-    lines = [f"{meta['device']}, {meta['date']}, torch {meta['torch']}, triton {meta['triton']}", "",
+    lines = [f"{meta['device']}, {meta['date']}, torch {meta['torch']}, triton {meta['triton']}"
+             + (", tile-parallel scan kernels" if meta["scan_tiles"] else ""), "",
              "| model | params (M) | inference img/s | inference, CUDA graph | training img/s | training, CUDA graph "
              "| train peak mem (GB) |",
              "|---|---|---|---|---|---|---|"]
@@ -147,8 +152,10 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[224, 384, 512, 768, 1024])
     parser.add_argument("--quick", action="store_true", help="fewer timed iterations")
     parser.add_argument("--no-sweep", action="store_true", help="main table only")
+    parser.add_argument("--scan-tiles", action="store_true", help="scans on the tile-parallel Triton kernels")
     parser.add_argument("--graph-one", metavar="MODEL", help=argparse.SUPPRESS)  # child process of graphed()
     args = parser.parse_args()
+    triton_scan.TILES = args.scan_tiles
     if not torch.cuda.is_available():
         raise SystemExit("model_bench.py measures GPU throughput: no CUDA device found")
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -165,7 +172,7 @@ def main() -> None:
     import triton
 
     meta = dict(device=torch.cuda.get_device_name(), date=datetime.date.today().isoformat(), torch=torch.__version__,
-                triton=triton.__version__, python=platform.python_version())
+                triton=triton.__version__, python=platform.python_version(), scan_tiles=args.scan_tiles)
     main_rows = run_main_table(args.models, device, args.quick)
     sweep_rows = [] if args.no_sweep else run_sweep(args.sweep_models, args.sizes, device, args.quick)
     os.makedirs(args.out, exist_ok=True)

@@ -1,6 +1,6 @@
 """Selective-scan speed on the GPU: vssm's Triton backend vs the mamba_ssm CUDA pipeline, in one run.
 
-    python benchmarks/scan_bench.py [--cases a b c d e] [--out DIR]
+    python benchmarks/scan_bench.py [--cases a b c d e] [--out DIR] [--tile-configs 4096x8 2048x4 ...]
 
 Cases (bf16 inputs):
   (a) VMamba-T stage 1: batch 128, 56x56, dim 96, N 1, K 4 (cross)
@@ -11,6 +11,9 @@ Columns: ours (triton, one launch over all routes, gather/merge in-kernel); the 
 re-ordered into K copies) + mamba_ssm ``selective_scan_fn`` (routes as channel groups) + torch merge (n/a when
 mamba_ssm is not installed); our torch backend (forward only); the byte floor = (every input read once +
 output written once) / copy bandwidth measured in this run. Medians of triton.testing.do_bench.
+A second table times the tile-parallel kernels (``triton_scan.TILES``) in the same run, for each
+``--tile-configs`` entry ELEMENTSxWARPS (``triton_scan_tiled.TILE_ELEMENTS`` / ``TILE_WARPS``), against the
+default per-step kernels of the first table.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import torch
 import triton
 from triton.testing import do_bench
 
-from vssm.kernels import selective_scan
+from vssm.kernels import selective_scan, triton_scan, triton_scan_tiled
 from vssm.scans import get_scan
 
 CASES = {
@@ -112,6 +115,20 @@ def anchor(inputs: Dict) -> Optional[Tuple[Callable[[], torch.Tensor], List[torc
     return run, leaves
 
 
+def with_tiles(fn: Callable[[], object], elements: int, warps: int) -> Callable[[], object]:
+    """fn run (its backward too, when fn includes it) on the tile-parallel kernels with that tile size."""
+
+    def run():
+        saved = triton_scan.TILES, triton_scan_tiled.TILE_ELEMENTS, triton_scan_tiled.TILE_WARPS
+        triton_scan.TILES, triton_scan_tiled.TILE_ELEMENTS, triton_scan_tiled.TILE_WARPS = True, elements, warps
+        try:
+            return fn()
+        finally:
+            triton_scan.TILES, triton_scan_tiled.TILE_ELEMENTS, triton_scan_tiled.TILE_WARPS = saved
+
+    return run
+
+
 def fwd_bwd(fn: Callable[[], torch.Tensor], leaves: List[torch.Tensor]) -> Callable[[], None]:
     for t in leaves:
         t.requires_grad_(True)
@@ -132,6 +149,14 @@ def floor_ms(inputs: Dict, bandwidth: float) -> float:
     return (read + written) / bandwidth * 1e3
 
 
+def fmt_ms(v: Optional[float]) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def ratio(a: Optional[float], b: Optional[float]) -> str:
+    return "n/a" if a is None or b is None else f"{a / b:.2f}x"
+
+
 def bench(fn: Optional[Callable], **kw) -> Optional[float]:
     if fn is None:
         return None
@@ -143,7 +168,10 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=list(CASES))
     parser.add_argument("--out", default=None, help="folder for scan_bench.json")
     parser.add_argument("--no-torch", action="store_true", help="skip the (slow) torch-backend column")
+    parser.add_argument("--tile-configs", nargs="*", default=["4096x8"],
+                        help="tile-parallel kernels to time beside the per-step ones, as ELEMENTSxWARPS")
     args = parser.parse_args()
+    tile_configs = [tuple(int(v) for v in c.split("x")) for c in args.tile_configs]
     torch.manual_seed(0)
     bandwidth = copy_bandwidth()
     meta = dict(device=torch.cuda.get_device_name(), date=datetime.date.today().isoformat(),
@@ -164,14 +192,30 @@ def main() -> None:
         row["ours_fwd_bwd"] = bench(fwd_bwd(mine, our_leaves))
         row["anchor_fwd_bwd"] = bench(fwd_bwd(*base)) if base else None
         row["floor"] = floor_ms(inputs, bandwidth)
+        row["tiles"] = {}
+        for elements, warps in tile_configs:
+            with torch.no_grad():
+                fwd = bench(with_tiles(mine, elements, warps))
+                steps_out, tiles_out = mine().double(), with_tiles(mine, elements, warps)().double()
+            row["tiles"][f"{elements}x{warps}"] = dict(
+                fwd=fwd, fwd_bwd=bench(with_tiles(fwd_bwd(mine, our_leaves), elements, warps)),
+                rel_diff=((tiles_out - steps_out).norm() / steps_out.norm()).item())
         rows.append(row)
-        f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        ratio = lambda a, b: "n/a" if a is None or b is None else f"{a / b:.2f}x"  # noqa: E731
-        print(f"| {name} | {f(row['ours_fwd'])} | {f(row['anchor_fwd'])} | {ratio(row['anchor_fwd'], row['ours_fwd'])} | "
-              f"{f(row['ours_fwd_bwd'])} | {f(row['anchor_fwd_bwd'])} | {ratio(row['anchor_fwd_bwd'], row['ours_fwd_bwd'])} | "
-              f"{f(row['torch_fwd'])} | {f(row['floor'])} | {ratio(row['ours_fwd'], row['floor'])} |", flush=True)
+        print(f"| {name} | {fmt_ms(row['ours_fwd'])} | {fmt_ms(row['anchor_fwd'])} | {ratio(row['anchor_fwd'], row['ours_fwd'])} | "
+              f"{fmt_ms(row['ours_fwd_bwd'])} | {fmt_ms(row['anchor_fwd_bwd'])} | {ratio(row['anchor_fwd_bwd'], row['ours_fwd_bwd'])} | "
+              f"{fmt_ms(row['torch_fwd'])} | {fmt_ms(row['floor'])} | {ratio(row['ours_fwd'], row['floor'])} |", flush=True)
         del inputs
         torch.cuda.empty_cache()
+    if tile_configs:
+        print("\n| case | tiles (elements x warps) | tiles fwd (ms) | vs steps fwd | tiles fwd+bwd (ms) | vs steps fwd+bwd | "
+              "vs anchor fwd | vs anchor fwd+bwd | tiles fwd / floor | output rel. diff vs steps |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for row in rows:
+            for config, t in row["tiles"].items():
+                print(f"| {row['case']} | {config} | {fmt_ms(t['fwd'])} | {ratio(row['ours_fwd'], t['fwd'])} | "
+                      f"{fmt_ms(t['fwd_bwd'])} | {ratio(row['ours_fwd_bwd'], t['fwd_bwd'])} | "
+                      f"{ratio(row['anchor_fwd'], t['fwd'])} | {ratio(row['anchor_fwd_bwd'], t['fwd_bwd'])} | "
+                      f"{ratio(t['fwd'], row['floor'])} | {t['rel_diff']:.1e} |")
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "scan_bench.json"), "w") as fh:

@@ -1,6 +1,7 @@
 """Triton backend vs the float64 reference: on the CPU under TRITON_INTERPRET=1 at tiny shapes (CI), and on
 CUDA (marked gpu) at real sizes, all dtypes, poisoned outputs and bit-identical reruns."""
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -77,6 +78,51 @@ def test_chunk_parallel_and_sequential_paths(monkeypatch, repeat):
         assert_close(g, r, torch.float32)
 
 
+def tiles_on(monkeypatch, chunk: int = 4) -> None:
+    """Route the calls to the tile-parallel kernels, at tiles of ``chunk`` steps."""
+    monkeypatch.setattr(triton_scan, "TILES", True)
+    monkeypatch.setattr(triton_scan, "PARALLEL_PROGRAMS", 1)
+    monkeypatch.setattr(triton_scan, "CHUNK", chunk)
+
+
+TILE_CASES = [
+    dict(K=1, N=1, shared_u=True, merge="sum", with_z=True),
+    dict(K=2, N=3, merge="none", with_z=True, hidden=True),
+    dict(K=4, N=16, shared_u=True, merge="mean", with_z=False, with_D=False, with_bias=False),
+    dict(K=2, N=4, merge="sum", with_z=False, param_index=True, hidden=True),
+    dict(K=2, N=2, merge="sum", with_z=True, pad=0),
+]
+
+
+@pytest.mark.parametrize("case", TILE_CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+def test_tile_schedule_matches_reference(monkeypatch, case):
+    """Tiles across a route (L 10 + padding in tiles of 4 steps: a partial last tile), with and without
+    padding steps, hidden states, z, D, bias and a separate parameter table."""
+    tiles_on(monkeypatch)
+    case = dict(case)
+    merge, hidden = case.pop("merge"), case.pop("hidden", False)
+    p = random_problem(batch=2, L=10, dim=5, device=DEVICE, repeat=False, **case)
+    sizes = (2, 10, p.routes.num_routes, 5, p.A.shape[2], p.routes.index.shape[1])
+    assert triton_scan._schedule(SimpleNamespace(sizes=sizes, routes_unique=True)).kind == "tiles"
+    out, grads, weights = grads_of(p, merge, "triton", return_hidden=hidden)
+    ref_out, ref_grads, _ = grads_of(as_float64(p), merge, "reference", weights, return_hidden=hidden)
+    assert_close(out, ref_out, torch.float32)
+    for g, r in zip(grads, ref_grads):
+        assert_close(g, r, torch.float32)
+
+
+def test_tile_schedule_only_for_unique_tokens_and_full_grids(monkeypatch):
+    """Repeated tokens keep the in-order per-step walk; too few programs keep the chunk-parallel one."""
+    tiles_on(monkeypatch)
+    sizes = (2, 10, 2, 5, 3, 13)
+    assert triton_scan._schedule(SimpleNamespace(sizes=sizes, routes_unique=False)).kind == "routes"
+    monkeypatch.setattr(triton_scan, "PARALLEL_PROGRAMS", 1024)
+    assert triton_scan._schedule(SimpleNamespace(sizes=sizes, routes_unique=True)).kind == "chunks"
+    monkeypatch.setattr(triton_scan, "TILES", False)
+    monkeypatch.setattr(triton_scan, "PARALLEL_PROGRAMS", 1)
+    assert triton_scan._schedule(SimpleNamespace(sizes=sizes, routes_unique=True)).kind == "routes"
+
+
 def test_strided_views_give_the_same_answer():
     """Inputs as permuted views (as SS2D's batched dt projection produces) are read through their strides."""
     p = random_problem(batch=2, L=9, K=2, dim=4, N=2, device=DEVICE)
@@ -110,11 +156,21 @@ def test_registered_and_rejects_float64():
 gpu = pytest.mark.gpu
 
 
+@pytest.fixture(params=["steps", "tiles"])
+def schedule(request, monkeypatch) -> str:
+    """GPU tests run the per-step kernels (default) and the tile-parallel ones (at the default CHUNK)."""
+    if request.param == "tiles":
+        monkeypatch.setattr(triton_scan, "TILES", True)
+        monkeypatch.setattr(triton_scan, "PARALLEL_PROGRAMS", 1)
+    return request.param
+
+
 @gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("L", [1, 2, 63, 64, 65, 197, 1023, 3137, 5000])
-def test_gpu_forward_matches_reference(dtype, L):
-    p = random_problem(batch=2, L=L, K=4, dim=48, N=4 if L < 4000 else 1, dtype=dtype, device="cuda", pad=5)
+def test_gpu_forward_matches_reference(dtype, L, schedule):
+    p = random_problem(batch=2, L=L, K=4, dim=48, N=4 if L < 4000 else 1, dtype=dtype, device="cuda", pad=5,
+                       repeat=schedule == "steps")
     expected = selective_scan_reference(*as_float64(p).args(), routes=p.routes) if L <= 1023 else \
         selective_scan(*[t.double() if t is not None else None for t in p.args()], routes=p.routes, backend="torch")
     out = selective_scan(*p.args(), routes=p.routes, backend="triton")
@@ -124,7 +180,7 @@ def test_gpu_forward_matches_reference(dtype, L):
 
 
 @gpu
-def test_gpu_outputs_are_written_everywhere_and_runs_are_bit_identical():
+def test_gpu_outputs_are_written_everywhere_and_runs_are_bit_identical(schedule):
     p = random_problem(batch=3, L=777, K=4, dim=96, N=16, device="cuda", pad=0, repeat=False)
     torch.cuda.synchronize()
     poison = torch.full((3, 777, 96), float("nan"), device="cuda")  # poison the allocator's free blocks
@@ -142,8 +198,8 @@ def test_gpu_outputs_are_written_everywhere_and_runs_are_bit_identical():
 
 @gpu
 @pytest.mark.parametrize("N", [1, 16])
-def test_gpu_gradients_match_reference(N):
-    p = random_problem(batch=2, L=129, K=4, dim=40, N=N, device="cuda")
+def test_gpu_gradients_match_reference(N, schedule):
+    p = random_problem(batch=2, L=129, K=4, dim=40, N=N, device="cuda", repeat=schedule == "steps")
     out, grads, weights = grads_of(p, "sum", "triton")
     ref_out, ref_grads, _ = grads_of(as_float64(p), "sum", "torch", weights)
     for g, r in zip(grads, ref_grads):
@@ -151,11 +207,14 @@ def test_gpu_gradients_match_reference(N):
         assert rel < 1e-4, f"relative gradient error {rel:.2e}"
 
 
-@pytest.mark.parametrize("chunk", [4, 64], ids=["chunk-parallel", "whole-route"])
-def test_routes_visiting_every_token_once_write_every_output_row(monkeypatch, chunk):
+@pytest.mark.parametrize("schedule", ["chunk-parallel", "whole-route", "tiles"])
+def test_routes_visiting_every_token_once_write_every_output_row(monkeypatch, schedule):
     """Such routes skip zeroing the per-route buffers (outputs and gradients are stored, not accumulated):
     buffers handed out full of NaN must come back fully overwritten, hidden states and gradients included."""
-    monkeypatch.setattr(triton_scan, "CHUNK", chunk)
+    if schedule == "tiles":
+        tiles_on(monkeypatch)
+    else:
+        monkeypatch.setattr(triton_scan, "CHUNK", 4 if schedule == "chunk-parallel" else 64)
     p = random_problem(batch=1, L=10, K=2, dim=3, N=2, device=DEVICE, repeat=False)
     assert as_routes(p.routes).covers(10)
     empty = torch.Tensor.new_empty

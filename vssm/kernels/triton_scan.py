@@ -15,6 +15,8 @@ Two schedules, same arithmetic per step:
   programs to fill the GPU;
 - chunk-parallel otherwise: chunk states from a zero start with their decay products (one program per chunk),
   a short sequential carry pass over chunks (the saved states), then every chunk re-scanned from its state.
+With ``TILES`` set, routes without repeated tokens that fill the GPU run the tile-parallel kernels of
+:mod:`vssm.kernels.triton_scan_tiled` instead (same saved states, so either backward can follow either forward).
 
 Backward: the same two schedules. Whole route: chunks last to first. Chunk-parallel: per-chunk state-gradient
 summaries and decays, a short reverse carry pass, then every chunk at once from its carried gradient. In a
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
@@ -36,44 +39,11 @@ import triton
 import triton.language as tl
 
 from .checks import ScanSizes
+from .triton_rows import _load_index, _load_rows, _softplus
 from .torch_scan import ScanGrads, ScanProblem, gate_and_merge_backward, sum_per_slot
+from . import triton_scan_tiled as tiled
 
 CHUNK = 64  # steps between saved states
-LOG2E = 1.4426950408889634
-
-
-@triton.jit
-def _softplus(s, SOFTPLUS: tl.constexpr):
-    if SOFTPLUS:
-        s = tl.where(s <= 20.0, tl.log(1.0 + tl.exp(tl.minimum(s, 20.0))), s)
-    return s
-
-
-@triton.jit
-def _load_index(index_ptr, pindex_ptr, k, t, t_lo, t_hi, T):
-    """Tokens of step t of route k: p (u/y row) and q (delta/B/C row), clamped to >= 0, and whether the step is
-    real (t_lo <= t < t_hi and neither table pads it)."""
-    inside = (t >= t_lo) & (t < t_hi)
-    p = tl.load(index_ptr + k * T + t, mask=inside, other=-1).to(tl.int64)
-    q = tl.load(pindex_ptr + k * T + t, mask=inside, other=-1).to(tl.int64)
-    return tl.maximum(p, 0), tl.maximum(q, 0), (p >= 0) & (q >= 0)
-
-
-@triton.jit
-def _load_rows(
-    u_ptr, delta_ptr, B_ptr, C_ptr, b, k, g, p, q, valid, d, n, dmask, nmask, bias,
-    su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sC_b, sC_l, sC_k, sC_n,
-    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-):
-    """Rows of one step (tokens p, q from :func:`_load_index`): u, pre-softplus s, dt (0 on padding), B, C."""
-    u = tl.load(u_ptr + b * su_b + p * su_l + g * su_s + d * su_d, mask=dmask, other=0.0).to(tl.float32)
-    s = tl.load(delta_ptr + b * sd_b + q * sd_l + k * sd_k + d * sd_d, mask=dmask, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        s += bias
-    dt = tl.where(valid, _softplus(s, SOFTPLUS), 0.0)
-    Bt = tl.load(B_ptr + b * sB_b + q * sB_l + k * sB_k + n * sB_n, mask=nmask, other=0.0).to(tl.float32)
-    Ct = tl.load(C_ptr + b * sC_b + q * sC_l + k * sC_k + n * sC_n, mask=nmask, other=0.0).to(tl.float32)
-    return u, s, dt, Bt, Ct
 
 
 # Loops are software-pipelined two deep: the rows of step t + 1 (whose tokens are already known) and the tokens
@@ -509,19 +479,44 @@ def _common_args(prob: ScanProblem):
 PARALLEL_PROGRAMS = 1024
 
 
-def _use_chunks(batch: int, n_db: int, K: int, n_chunks: int) -> bool:
-    return n_chunks > 1 and batch * n_db * K < PARALLEL_PROGRAMS
+# The tile-parallel kernels (triton_scan_tiled) for routes without repeated tokens when whole-route programs
+# fill the GPU. Off until measured on the GPU against the per-step kernels (benchmarks/scan_bench.py runs both).
+TILES = False
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    """How one call is laid out; forward and backward of a call derive the same one from its sizes."""
+
+    kind: str  # "tiles": tile-parallel whole routes; "chunks": per-step chunk-parallel; "routes": per-step whole routes
+    block_d: int
+    block_n: int
+    n_db: int
+
+
+def _schedule(prob: ScanProblem) -> _Schedule:
+    batch, _, K, dim, N, T = prob.sizes
+    if TILES and prob.routes_unique:
+        block_d, block_n = tiled.tile_blocks(dim, N, CHUNK)
+        n_db = triton.cdiv(dim, block_d)
+        if batch * n_db * K >= PARALLEL_PROGRAMS:
+            return _Schedule("tiles", block_d, block_n, n_db)
+    block_d, block_n = _blocks(dim, N)
+    n_db = triton.cdiv(dim, block_d)
+    chunked = _n_chunks(T) > 1 and batch * n_db * K < PARALLEL_PROGRAMS and prob.routes_unique
+    return _Schedule("chunks" if chunked else "routes", block_d, block_n, n_db)
 
 
 def forward(
     prob: ScanProblem, z: Optional[torch.Tensor], merge: str, out_dtype: torch.dtype, return_hidden: bool
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
-    """Chunk-parallel when routes never repeat a token (three launches: chunk states, carry, outputs);
-    otherwise one program walks each whole route (repeated tokens accumulate in order)."""
+    """Routes without repeated tokens: tile-parallel whole routes (TILES) or per-step chunk-parallel (three
+    launches: chunk states, carry, outputs) when whole-route programs cannot fill the GPU; otherwise one
+    program walks each whole route step by step (repeated tokens accumulate in order)."""
     _check_dtype(prob)
     batch, length, K, dim, N, T = prob.sizes
-    block_d, block_n = _blocks(dim, N)
-    n_db = triton.cdiv(dim, block_d)
+    plan = _schedule(prob)
+    block_d, block_n, n_db = plan.block_d, plan.block_n, plan.n_db
     n_chunks = _n_chunks(T)
     new = prob.u.new_empty if prob.routes_cover else prob.u.new_zeros  # every row written once: no zeroing
     y = new(batch, length, K, dim, dtype=torch.float32)
@@ -529,21 +524,27 @@ def forward(
     ckpt = prob.u.new_empty(batch, K, n_chunks, dim, N, dtype=torch.float32)
     tensors, strides = _common_args(prob)
     u, delta, A, B, C, D, bias, index, pindex, group = tensors
-    flags = dict(HAS_BIAS=prob.delta_bias is not None, SOFTPLUS=prob.delta_softplus)
-    chunked = _use_chunks(batch, n_db, K, n_chunks) and prob.routes_unique
+    flags = dict(N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK, HAS_BIAS=prob.delta_bias is not None,
+                 SOFTPLUS=prob.delta_softplus)
+    outputs = (y, hidden if hidden is not None else y, ckpt)
+    if plan.kind == "tiles":
+        tiled._scan_fwd_tile_kernel[(batch, n_db, K)](
+            *tensors, *outputs, T, dim, n_chunks, *strides, *y.stride()[:3],
+            HAS_D=prob.D is not None, HAS_HIDDEN=return_hidden, num_warps=tiled.TILE_WARPS, **flags,
+        )
+        return _gate_and_merge(prob, y, z, merge, out_dtype), hidden, ckpt, y if z is not None else None
+    chunked = plan.kind == "chunks"
     if chunked:
         hloc, decay = torch.empty_like(ckpt), torch.empty_like(ckpt)
         _chunk_state_kernel[(batch, n_db, K * n_chunks)](
-            u, delta, A, B, index, pindex, group, bias, hloc, decay, T, dim, n_chunks, *strides[:12],
-            N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK, **flags,
+            u, delta, A, B, index, pindex, group, bias, hloc, decay, T, dim, n_chunks, *strides[:12], **flags,
         )
         _chunk_carry_kernel[(batch, n_db, K)](hloc, decay, ckpt, dim, n_chunks, N=N, BLOCK_D=block_d, BLOCK_N=block_n)
     span = CHUNK if chunked else T
     _scan_fwd_kernel[(batch, n_db, K * triton.cdiv(T, span))](
-        *tensors, y, hidden if hidden is not None else y, ckpt,
-        T, dim, n_chunks, span, *strides, *y.stride()[:3],
-        N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK, HAS_D=prob.D is not None,
-        HAS_HIDDEN=return_hidden, CHUNKED=chunked, ACCUMULATE=not prob.routes_cover, **flags,
+        *tensors, *outputs, T, dim, n_chunks, span, *strides, *y.stride()[:3],
+        HAS_D=prob.D is not None, HAS_HIDDEN=return_hidden, CHUNKED=chunked, ACCUMULATE=not prob.routes_cover,
+        **flags,
     )
     out = _gate_and_merge(prob, y, z, merge, out_dtype)
     return out, hidden, ckpt, y if z is not None else None
@@ -579,15 +580,15 @@ def backward(
 ) -> Tuple[ScanGrads, Optional[torch.Tensor]]:
     _check_dtype(prob)
     batch, length, K, dim, N, T = prob.sizes
-    block_d, block_n = _blocks(dim, N)
-    n_db = triton.cdiv(dim, block_d)
+    plan = _schedule(prob)
+    block_d, block_n, n_db = plan.block_d, plan.block_n, plan.n_db
     n_chunks = ckpt.shape[2]
     dy, dz = gate_and_merge_backward(prob, z, merge, y_pre, dout)
     if dy.stride(3) != 1:  # dy may be broadcast over routes (stride 0 on k); channels must be unit-stride
         dy = dy.contiguous()
     if dhidden is not None:
         dhidden = dhidden.float().contiguous()
-    chunked = _use_chunks(batch, n_db, K, n_chunks) and prob.routes_unique
+    chunked = plan.kind == "chunks"
     spans = n_chunks if chunked else 1
     # routes visiting every token once store each gradient row once: no zero fill, no read-back, and ddelta
     # (one row per route and token, nothing to sum) is written in delta's dtype directly
@@ -600,28 +601,34 @@ def backward(
     # per-program partials, each stored whole
     dA = prob.u.new_empty(batch, K, spans, dim, N, dtype=f32)
     dD, dbias = prob.u.new_empty(batch, K, spans, dim, dtype=f32), prob.u.new_empty(batch, K, spans, dim, dtype=f32)
-    scratch = prob.u.new_empty(batch * n_db * K * spans * (CHUNK + 1) * block_d * block_n, dtype=torch.float32)
     tensors, strides = _common_args(prob)
     u, delta, A, B, C, D, bias, index, pindex, group = tensors
     dhidden_arg = dhidden if dhidden is not None else dy
-    flags = dict(HAS_BIAS=prob.delta_bias is not None, SOFTPLUS=prob.delta_softplus, HAS_DHIDDEN=dhidden is not None)
+    flags = dict(N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK, HAS_BIAS=prob.delta_bias is not None,
+                 SOFTPLUS=prob.delta_softplus, HAS_DHIDDEN=dhidden is not None)
     route_strides, dy_strides = du_routes.stride()[:3], dy.stride()[:3]
-    carry = ckpt
-    if chunked:
-        gloc, decay, carry = torch.empty_like(ckpt), torch.empty_like(ckpt), torch.empty_like(ckpt)
-        _chunk_grad_state_kernel[(batch, n_db, K * n_chunks)](
-            delta, A, C, index, pindex, bias, dy, dhidden_arg, gloc, decay, T, dim, n_chunks,
-            *strides[4:8], *strides[12:16], *route_strides, *dy_strides,
-            N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK, **flags,
+    grads_out = (du_routes, ddelta, dB, dC, dA, dD, dbias)
+    if plan.kind == "tiles":
+        tiled._scan_bwd_tile_kernel[(batch, n_db, K)](
+            *tensors, dy, dhidden_arg, ckpt, *grads_out, T, dim, length, n_chunks, *strides, *route_strides,
+            *dy_strides, HAS_D=prob.D is not None, num_warps=tiled.TILE_WARPS, **flags,
         )
-        _chunk_grad_carry_kernel[(batch, n_db, K)](gloc, decay, carry, dim, n_chunks, N=N, BLOCK_D=block_d, BLOCK_N=block_n)
-    _scan_bwd_kernel[(batch, n_db, K * spans)](
-        *tensors, dy, dhidden_arg, ckpt, scratch,
-        du_routes, ddelta, dB, dC, dA, dD, dbias,
-        carry, T, dim, length, n_chunks, *strides, *route_strides, *dy_strides,
-        N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK, HAS_D=prob.D is not None, CHUNKED=chunked,
-        ACCUMULATE=not store_only, **flags,
-    )
+    else:
+        carry = ckpt
+        if chunked:
+            gloc, decay, carry = torch.empty_like(ckpt), torch.empty_like(ckpt), torch.empty_like(ckpt)
+            _chunk_grad_state_kernel[(batch, n_db, K * n_chunks)](
+                delta, A, C, index, pindex, bias, dy, dhidden_arg, gloc, decay, T, dim, n_chunks,
+                *strides[4:8], *strides[12:16], *route_strides, *dy_strides, **flags,
+            )
+            _chunk_grad_carry_kernel[(batch, n_db, K)](gloc, decay, carry, dim, n_chunks, N=N, BLOCK_D=block_d,
+                                                       BLOCK_N=block_n)
+        scratch = prob.u.new_empty(batch * n_db * K * spans * (CHUNK + 1) * block_d * block_n, dtype=f32)
+        _scan_bwd_kernel[(batch, n_db, K * spans)](
+            *tensors, dy, dhidden_arg, ckpt, scratch, *grads_out,
+            carry, T, dim, length, n_chunks, *strides, *route_strides, *dy_strides,
+            HAS_D=prob.D is not None, CHUNKED=chunked, ACCUMULATE=not store_only, **flags,
+        )
     du = sum_per_slot(du_routes, prob.groups, prob.u.shape[2])
     grads = ScanGrads(
         u=du, delta=ddelta, A=dA.sum((0, 2)), B=dB.sum(0), C=dC.sum(0),

@@ -1,0 +1,42 @@
+"""Row loads shared by the Triton scan kernels (per-step loops and tiles alike).
+
+A step's tokens come from the route tables; its u / delta / B / C rows are gathered straight from the
+raster-order inputs through their strides. Called with scalar tokens and vector channels for one step, or with
+[steps, 1] tokens and [1, channels] lanes for a whole tile (everything broadcasts)."""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _softplus(s, SOFTPLUS: tl.constexpr):
+    if SOFTPLUS:
+        s = tl.where(s <= 20.0, tl.log(1.0 + tl.exp(tl.minimum(s, 20.0))), s)
+    return s
+
+
+@triton.jit
+def _load_index(index_ptr, pindex_ptr, k, t, t_lo, t_hi, T):
+    """Tokens of step t of route k: p (u/y row) and q (delta/B/C row), clamped to >= 0, and whether the step is
+    real (t_lo <= t < t_hi and neither table pads it)."""
+    inside = (t >= t_lo) & (t < t_hi)
+    p = tl.load(index_ptr + k * T + t, mask=inside, other=-1).to(tl.int64)
+    q = tl.load(pindex_ptr + k * T + t, mask=inside, other=-1).to(tl.int64)
+    return tl.maximum(p, 0), tl.maximum(q, 0), (p >= 0) & (q >= 0)
+
+
+@triton.jit
+def _load_rows(
+    u_ptr, delta_ptr, B_ptr, C_ptr, b, k, g, p, q, valid, d, n, dmask, nmask, bias,
+    su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sC_b, sC_l, sC_k, sC_n,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+):
+    """Rows of one step, or of a tile of steps (tokens p, q from :func:`_load_index`): u, pre-softplus s,
+    dt (0 on padding), B, C."""
+    u = tl.load(u_ptr + b * su_b + p * su_l + g * su_s + d * su_d, mask=dmask, other=0.0).to(tl.float32)
+    s = tl.load(delta_ptr + b * sd_b + q * sd_l + k * sd_k + d * sd_d, mask=dmask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        s += bias
+    dt = tl.where(valid, _softplus(s, SOFTPLUS), 0.0)
+    Bt = tl.load(B_ptr + b * sB_b + q * sB_l + k * sB_k + n * sB_n, mask=nmask, other=0.0).to(tl.float32)
+    Ct = tl.load(C_ptr + b * sC_b + q * sC_l + k * sC_k + n * sC_n, mask=nmask, other=0.0).to(tl.float32)
+    return u, s, dt, Bt, Ct
