@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from vssm.kernels import BACKENDS, as_routes, selective_scan, selective_scan_reference
+from vssm.kernels import BACKENDS, Routes, as_routes, selective_scan, selective_scan_reference
 from vssm.kernels import triton_scan
 
 from .scan_inputs import TOLERANCES, as_float64, assert_close, random_problem
@@ -78,10 +78,11 @@ def test_chunk_parallel_and_sequential_paths(monkeypatch, repeat):
         assert_close(g, r, torch.float32)
 
 
-def tiles_on(monkeypatch, chunk: int = 4) -> None:
-    """Route the calls to the tile-parallel kernels, at tiles of ``chunk`` steps."""
+def tiles_on(monkeypatch, chunked: bool = False, chunk: int = 4) -> None:
+    """Route the calls to the tile-parallel kernels, at tiles of ``chunk`` steps, one program per chunk
+    (``chunked``) or per whole route."""
     monkeypatch.setattr(triton_scan, "TILES", True)
-    monkeypatch.setattr(triton_scan, "PARALLEL_PROGRAMS", 1)
+    monkeypatch.setattr(triton_scan, "PARALLEL_PROGRAMS", 10**9 if chunked else 1)
     monkeypatch.setattr(triton_scan, "CHUNK", chunk)
 
 
@@ -94,16 +95,28 @@ TILE_CASES = [
 ]
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["whole-route", "chunk-parallel"])
 @pytest.mark.parametrize("case", TILE_CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
-def test_tile_schedule_matches_reference(monkeypatch, case):
+def test_tile_schedule_matches_reference(monkeypatch, case, chunked):
     """Tiles across a route (L 10 + padding in tiles of 4 steps: a partial last tile), with and without
-    padding steps, hidden states, z, D, bias and a separate parameter table."""
-    tiles_on(monkeypatch)
+    padding steps, hidden states, z, D, bias and a separate parameter table; whole routes per program and one
+    chunk per program (tile-parallel chunk summaries, then the carry passes)."""
+    tiles_on(monkeypatch, chunked)
     case = dict(case)
     merge, hidden = case.pop("merge"), case.pop("hidden", False)
     p = random_problem(batch=2, L=10, dim=5, device=DEVICE, repeat=False, **case)
-    sizes = (2, 10, p.routes.num_routes, 5, p.A.shape[2], p.routes.index.shape[1])
-    assert triton_scan._schedule(SimpleNamespace(sizes=sizes, routes_unique=True)).kind == "tiles"
+    if case.get("param_index"):  # delta/B/C rows: the visited tokens in another order (random_problem's repeat)
+        index = p.routes.index
+        pidx = index.clone()
+        for k, row in enumerate(index):
+            real = (row >= 0).nonzero().flatten()
+            pidx[k, real] = row[real[torch.randperm(len(real))]]
+        p.routes = Routes(index=index, param_index=pidx)
+    routes = as_routes(p.routes)
+    assert routes.tokens_unique()
+    sizes = (2, 10, routes.num_routes, 5, p.A.shape[2], routes.num_steps)
+    plan = triton_scan._schedule(SimpleNamespace(sizes=sizes, routes_unique=True))
+    assert plan.tiles and plan.chunked is chunked
     out, grads, weights = grads_of(p, merge, "triton", return_hidden=hidden)
     ref_out, ref_grads, _ = grads_of(as_float64(p), merge, "reference", weights, return_hidden=hidden)
     assert_close(out, ref_out, torch.float32)
@@ -111,16 +124,14 @@ def test_tile_schedule_matches_reference(monkeypatch, case):
         assert_close(g, r, torch.float32)
 
 
-def test_tile_schedule_only_for_unique_tokens_and_full_grids(monkeypatch):
-    """Repeated tokens keep the in-order per-step walk; too few programs keep the chunk-parallel one."""
-    tiles_on(monkeypatch)
+def test_tile_schedule_only_for_unique_tokens(monkeypatch):
+    """Repeated tokens keep the in-order per-step walk of whole routes."""
+    tiles_on(monkeypatch, chunked=True)
     sizes = (2, 10, 2, 5, 3, 13)
-    assert triton_scan._schedule(SimpleNamespace(sizes=sizes, routes_unique=False)).kind == "routes"
-    monkeypatch.setattr(triton_scan, "PARALLEL_PROGRAMS", 1024)
-    assert triton_scan._schedule(SimpleNamespace(sizes=sizes, routes_unique=True)).kind == "chunks"
+    plan = triton_scan._schedule(SimpleNamespace(sizes=sizes, routes_unique=False))
+    assert not plan.tiles and not plan.chunked
     monkeypatch.setattr(triton_scan, "TILES", False)
-    monkeypatch.setattr(triton_scan, "PARALLEL_PROGRAMS", 1)
-    assert triton_scan._schedule(SimpleNamespace(sizes=sizes, routes_unique=True)).kind == "routes"
+    assert not triton_scan._schedule(SimpleNamespace(sizes=sizes, routes_unique=True)).tiles
 
 
 def test_strided_views_give_the_same_answer():
@@ -156,11 +167,13 @@ def test_registered_and_rejects_float64():
 gpu = pytest.mark.gpu
 
 
-@pytest.fixture(params=["steps", "tiles"])
+@pytest.fixture(params=["steps", "tiles", "tiles-whole-route"])
 def schedule(request, monkeypatch) -> str:
-    """GPU tests run the per-step kernels (default) and the tile-parallel ones (at the default CHUNK)."""
-    if request.param == "tiles":
+    """GPU tests run the per-step kernels (default) and the tile-parallel ones at the default CHUNK, with the
+    default schedule (chunk-parallel at the tests' batch sizes) and with one program per whole route."""
+    if request.param.startswith("tiles"):
         monkeypatch.setattr(triton_scan, "TILES", True)
+    if request.param == "tiles-whole-route":
         monkeypatch.setattr(triton_scan, "PARALLEL_PROGRAMS", 1)
     return request.param
 
@@ -207,12 +220,12 @@ def test_gpu_gradients_match_reference(N, schedule):
         assert rel < 1e-4, f"relative gradient error {rel:.2e}"
 
 
-@pytest.mark.parametrize("schedule", ["chunk-parallel", "whole-route", "tiles"])
+@pytest.mark.parametrize("schedule", ["chunk-parallel", "whole-route", "tiles-chunk-parallel", "tiles-whole-route"])
 def test_routes_visiting_every_token_once_write_every_output_row(monkeypatch, schedule):
     """Such routes skip zeroing the per-route buffers (outputs and gradients are stored, not accumulated):
     buffers handed out full of NaN must come back fully overwritten, hidden states and gradients included."""
-    if schedule == "tiles":
-        tiles_on(monkeypatch)
+    if schedule.startswith("tiles"):
+        tiles_on(monkeypatch, chunked=schedule == "tiles-chunk-parallel")
     else:
         monkeypatch.setattr(triton_scan, "CHUNK", 4 if schedule == "chunk-parallel" else 64)
     p = random_problem(batch=1, L=10, K=2, dim=3, N=2, device=DEVICE, repeat=False)

@@ -15,8 +15,8 @@ Two schedules, same arithmetic per step:
   programs to fill the GPU;
 - chunk-parallel otherwise: chunk states from a zero start with their decay products (one program per chunk),
   a short sequential carry pass over chunks (the saved states), then every chunk re-scanned from its state.
-With ``TILES`` set, routes without repeated tokens that fill the GPU run the tile-parallel kernels of
-:mod:`vssm.kernels.triton_scan_tiled` instead (same saved states, so either backward can follow either forward).
+With ``TILES`` set, routes without repeated tokens run the tile-parallel kernels of
+:mod:`vssm.kernels.triton_scan_tiled` instead, in the same two schedules (same saved states and carry passes).
 
 Backward: the same two schedules. Whole route: chunks last to first. Chunk-parallel: per-chunk state-gradient
 summaries and decays, a short reverse carry pass, then every chunk at once from its carried gradient. In a
@@ -479,16 +479,17 @@ def _common_args(prob: ScanProblem):
 PARALLEL_PROGRAMS = 1024
 
 
-# The tile-parallel kernels (triton_scan_tiled) for routes without repeated tokens when whole-route programs
-# fill the GPU. Off until measured on the GPU against the per-step kernels (benchmarks/scan_bench.py runs both).
+# Routes without repeated tokens run on the tile-parallel kernels (triton_scan_tiled). Off until measured on the
+# GPU against the per-step kernels (benchmarks/scan_bench.py times both).
 TILES = False
 
 
 @dataclass(frozen=True)
 class _Schedule:
-    """How one call is laid out; forward and backward of a call derive the same one from its sizes."""
+    """How one call is laid out; the forward and the backward of a call derive the same one from its sizes."""
 
-    kind: str  # "tiles": tile-parallel whole routes; "chunks": per-step chunk-parallel; "routes": per-step whole routes
+    tiles: bool  # tile-parallel kernels, else per-step loops
+    chunked: bool  # one program per chunk (carry passes between), else one per whole route
     block_d: int
     block_n: int
     n_db: int
@@ -496,27 +497,22 @@ class _Schedule:
 
 def _schedule(prob: ScanProblem) -> _Schedule:
     batch, _, K, dim, N, T = prob.sizes
-    if TILES and prob.routes_unique:
-        block_d, block_n = tiled.tile_blocks(dim, N, CHUNK)
-        n_db = triton.cdiv(dim, block_d)
-        if batch * n_db * K >= PARALLEL_PROGRAMS:
-            return _Schedule("tiles", block_d, block_n, n_db)
-    block_d, block_n = _blocks(dim, N)
+    tiles = TILES and prob.routes_unique
+    block_d, block_n = tiled.tile_blocks(dim, N, CHUNK) if tiles else _blocks(dim, N)
     n_db = triton.cdiv(dim, block_d)
     chunked = _n_chunks(T) > 1 and batch * n_db * K < PARALLEL_PROGRAMS and prob.routes_unique
-    return _Schedule("chunks" if chunked else "routes", block_d, block_n, n_db)
+    return _Schedule(tiles, chunked, block_d, block_n, n_db)
 
 
 def forward(
     prob: ScanProblem, z: Optional[torch.Tensor], merge: str, out_dtype: torch.dtype, return_hidden: bool
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
-    """Routes without repeated tokens: tile-parallel whole routes (TILES) or per-step chunk-parallel (three
-    launches: chunk states, carry, outputs) when whole-route programs cannot fill the GPU; otherwise one
-    program walks each whole route step by step (repeated tokens accumulate in order)."""
+    """Chunk-parallel when routes never repeat a token and whole routes cannot fill the GPU (three launches:
+    chunk states, carry, outputs), else one program per whole route (repeated tokens accumulate in order)."""
     _check_dtype(prob)
     batch, length, K, dim, N, T = prob.sizes
     plan = _schedule(prob)
-    block_d, block_n, n_db = plan.block_d, plan.block_n, plan.n_db
+    n_db = plan.n_db
     n_chunks = _n_chunks(T)
     new = prob.u.new_empty if prob.routes_cover else prob.u.new_zeros  # every row written once: no zeroing
     y = new(batch, length, K, dim, dtype=torch.float32)
@@ -524,28 +520,24 @@ def forward(
     ckpt = prob.u.new_empty(batch, K, n_chunks, dim, N, dtype=torch.float32)
     tensors, strides = _common_args(prob)
     u, delta, A, B, C, D, bias, index, pindex, group = tensors
-    flags = dict(N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK, HAS_BIAS=prob.delta_bias is not None,
-                 SOFTPLUS=prob.delta_softplus)
-    outputs = (y, hidden if hidden is not None else y, ckpt)
-    if plan.kind == "tiles":
-        tiled._scan_fwd_tile_kernel[(batch, n_db, K)](
-            *tensors, *outputs, T, dim, n_chunks, *strides, *y.stride()[:3],
-            HAS_D=prob.D is not None, HAS_HIDDEN=return_hidden, num_warps=tiled.TILE_WARPS, **flags,
-        )
-        return _gate_and_merge(prob, y, z, merge, out_dtype), hidden, ckpt, y if z is not None else None
-    chunked = plan.kind == "chunks"
-    if chunked:
+    blocks = dict(N=N, BLOCK_D=plan.block_d, BLOCK_N=plan.block_n)
+    flags = dict(CK=CHUNK, HAS_BIAS=prob.delta_bias is not None, SOFTPLUS=prob.delta_softplus, **blocks,
+                 **(dict(num_warps=tiled.TILE_WARPS) if plan.tiles else {}))
+    if plan.chunked:
         hloc, decay = torch.empty_like(ckpt), torch.empty_like(ckpt)
-        _chunk_state_kernel[(batch, n_db, K * n_chunks)](
+        state_kernel = tiled._chunk_state_tile_kernel if plan.tiles else _chunk_state_kernel
+        state_kernel[(batch, n_db, K * n_chunks)](
             u, delta, A, B, index, pindex, group, bias, hloc, decay, T, dim, n_chunks, *strides[:12], **flags,
         )
-        _chunk_carry_kernel[(batch, n_db, K)](hloc, decay, ckpt, dim, n_chunks, N=N, BLOCK_D=block_d, BLOCK_N=block_n)
-    span = CHUNK if chunked else T
-    _scan_fwd_kernel[(batch, n_db, K * triton.cdiv(T, span))](
-        *tensors, *outputs, T, dim, n_chunks, span, *strides, *y.stride()[:3],
-        HAS_D=prob.D is not None, HAS_HIDDEN=return_hidden, CHUNKED=chunked, ACCUMULATE=not prob.routes_cover,
-        **flags,
-    )
+        _chunk_carry_kernel[(batch, n_db, K)](hloc, decay, ckpt, dim, n_chunks, **blocks)
+    grid = (batch, n_db, K * (n_chunks if plan.chunked else 1))
+    args = (*tensors, y, hidden if hidden is not None else y, ckpt, T, dim, n_chunks)
+    options = dict(HAS_D=prob.D is not None, HAS_HIDDEN=return_hidden, CHUNKED=plan.chunked, **flags)
+    if plan.tiles:
+        tiled._scan_fwd_tile_kernel[grid](*args, *strides, *y.stride()[:3], **options)
+    else:
+        span = CHUNK if plan.chunked else T
+        _scan_fwd_kernel[grid](*args, span, *strides, *y.stride()[:3], ACCUMULATE=not prob.routes_cover, **options)
     out = _gate_and_merge(prob, y, z, merge, out_dtype)
     return out, hidden, ckpt, y if z is not None else None
 
@@ -581,15 +573,14 @@ def backward(
     _check_dtype(prob)
     batch, length, K, dim, N, T = prob.sizes
     plan = _schedule(prob)
-    block_d, block_n, n_db = plan.block_d, plan.block_n, plan.n_db
+    n_db = plan.n_db
     n_chunks = ckpt.shape[2]
     dy, dz = gate_and_merge_backward(prob, z, merge, y_pre, dout)
     if dy.stride(3) != 1:  # dy may be broadcast over routes (stride 0 on k); channels must be unit-stride
         dy = dy.contiguous()
     if dhidden is not None:
         dhidden = dhidden.float().contiguous()
-    chunked = plan.kind == "chunks"
-    spans = n_chunks if chunked else 1
+    spans = n_chunks if plan.chunked else 1
     # routes visiting every token once store each gradient row once: no zero fill, no read-back, and ddelta
     # (one row per route and token, nothing to sum) is written in delta's dtype directly
     store_only = prob.routes_cover
@@ -604,30 +595,31 @@ def backward(
     tensors, strides = _common_args(prob)
     u, delta, A, B, C, D, bias, index, pindex, group = tensors
     dhidden_arg = dhidden if dhidden is not None else dy
-    flags = dict(N=N, BLOCK_D=block_d, BLOCK_N=block_n, CK=CHUNK, HAS_BIAS=prob.delta_bias is not None,
-                 SOFTPLUS=prob.delta_softplus, HAS_DHIDDEN=dhidden is not None)
+    blocks = dict(N=N, BLOCK_D=plan.block_d, BLOCK_N=plan.block_n)
+    flags = dict(CK=CHUNK, HAS_BIAS=prob.delta_bias is not None, SOFTPLUS=prob.delta_softplus,
+                 HAS_DHIDDEN=dhidden is not None, **blocks, **(dict(num_warps=tiled.TILE_WARPS) if plan.tiles else {}))
     route_strides, dy_strides = du_routes.stride()[:3], dy.stride()[:3]
-    grads_out = (du_routes, ddelta, dB, dC, dA, dD, dbias)
-    if plan.kind == "tiles":
-        tiled._scan_bwd_tile_kernel[(batch, n_db, K)](
-            *tensors, dy, dhidden_arg, ckpt, *grads_out, T, dim, length, n_chunks, *strides, *route_strides,
-            *dy_strides, HAS_D=prob.D is not None, num_warps=tiled.TILE_WARPS, **flags,
+    carry = ckpt
+    if plan.chunked:
+        gloc, decay, carry = torch.empty_like(ckpt), torch.empty_like(ckpt), torch.empty_like(ckpt)
+        state_kernel = tiled._chunk_grad_state_tile_kernel if plan.tiles else _chunk_grad_state_kernel
+        state_kernel[(batch, n_db, K * n_chunks)](
+            delta, A, C, index, pindex, bias, dy, dhidden_arg, gloc, decay, T, dim, n_chunks,
+            *strides[4:8], *strides[12:16], *route_strides, *dy_strides, **flags,
+        )
+        _chunk_grad_carry_kernel[(batch, n_db, K)](gloc, decay, carry, dim, n_chunks, **blocks)
+    grid = (batch, n_db, K * spans)
+    outputs = (du_routes, ddelta, dB, dC, dA, dD, dbias, carry, T, dim, length, n_chunks)
+    options = dict(HAS_D=prob.D is not None, CHUNKED=plan.chunked, **flags)
+    if plan.tiles:
+        tiled._scan_bwd_tile_kernel[grid](
+            *tensors, dy, dhidden_arg, ckpt, *outputs, *strides, *route_strides, *dy_strides, **options,
         )
     else:
-        carry = ckpt
-        if chunked:
-            gloc, decay, carry = torch.empty_like(ckpt), torch.empty_like(ckpt), torch.empty_like(ckpt)
-            _chunk_grad_state_kernel[(batch, n_db, K * n_chunks)](
-                delta, A, C, index, pindex, bias, dy, dhidden_arg, gloc, decay, T, dim, n_chunks,
-                *strides[4:8], *strides[12:16], *route_strides, *dy_strides, **flags,
-            )
-            _chunk_grad_carry_kernel[(batch, n_db, K)](gloc, decay, carry, dim, n_chunks, N=N, BLOCK_D=block_d,
-                                                       BLOCK_N=block_n)
-        scratch = prob.u.new_empty(batch * n_db * K * spans * (CHUNK + 1) * block_d * block_n, dtype=f32)
-        _scan_bwd_kernel[(batch, n_db, K * spans)](
-            *tensors, dy, dhidden_arg, ckpt, scratch, *grads_out,
-            carry, T, dim, length, n_chunks, *strides, *route_strides, *dy_strides,
-            HAS_D=prob.D is not None, CHUNKED=chunked, ACCUMULATE=not store_only, **flags,
+        scratch = prob.u.new_empty(batch * n_db * K * spans * (CHUNK + 1) * plan.block_d * plan.block_n, dtype=f32)
+        _scan_bwd_kernel[grid](
+            *tensors, dy, dhidden_arg, ckpt, scratch, *outputs, *strides, *route_strides, *dy_strides,
+            ACCUMULATE=not store_only, **options,
         )
     du = sum_per_slot(du_routes, prob.groups, prob.u.shape[2])
     grads = ScanGrads(
