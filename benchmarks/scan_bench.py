@@ -1,6 +1,6 @@
 """Selective-scan speed on the GPU: vssm's Triton backend vs the mamba_ssm CUDA pipeline, in one run.
 
-    python benchmarks/scan_bench.py [--cases a b c d e] [--out DIR] [--tile-configs 4096x8 2048x4 ...]
+    python benchmarks/scan_bench.py [--cases a b c d e] [--out DIR] [--tile-configs 4096x8 2048x4x32 ...]
 
 Cases (bf16 inputs):
   (a) VMamba-T stage 1: batch 128, 56x56, dim 96, N 1, K 4 (cross)
@@ -12,8 +12,8 @@ re-ordered into K copies) + mamba_ssm ``selective_scan_fn`` (routes as channel g
 mamba_ssm is not installed); our torch backend (forward only); the byte floor = (every input read once +
 output written once) / copy bandwidth measured in this run. Medians of triton.testing.do_bench.
 A second table times the tile-parallel kernels (``triton_scan.TILES``) in the same run, for each
-``--tile-configs`` entry ELEMENTSxWARPS (``triton_scan_tiled.TILE_ELEMENTS`` / ``TILE_WARPS``), against the
-default per-step kernels of the first table.
+``--tile-configs`` entry ELEMENTSxWARPS[xCHUNK] (``triton_scan_tiled.TILE_ELEMENTS`` / ``TILE_WARPS``, and
+``triton_scan.CHUNK``, the steps per tile), against the default per-step kernels of the first table.
 """
 from __future__ import annotations
 
@@ -115,16 +115,27 @@ def anchor(inputs: Dict) -> Optional[Tuple[Callable[[], torch.Tensor], List[torc
     return run, leaves
 
 
-def with_tiles(fn: Callable[[], object], elements: int, warps: int) -> Callable[[], object]:
-    """fn run (its backward too, when fn includes it) on the tile-parallel kernels with that tile size."""
+def tile_settings(config: str) -> List[Tuple[object, str, int]]:
+    """'ELEMENTSxWARPS[xCHUNK]' -> the module settings of that tile-parallel configuration."""
+    values = [int(v) for v in config.split("x")]
+    settings = [(triton_scan, "TILES", True), (triton_scan_tiled, "TILE_ELEMENTS", values[0]),
+                (triton_scan_tiled, "TILE_WARPS", values[1])]
+    return settings + [(triton_scan, "CHUNK", values[2])] if len(values) > 2 else settings
+
+
+def with_tiles(fn: Callable[[], object], config: str) -> Callable[[], object]:
+    """fn run (its backward too, when fn includes it) on the tile-parallel kernels in that configuration."""
+    settings = tile_settings(config)
 
     def run():
-        saved = triton_scan.TILES, triton_scan_tiled.TILE_ELEMENTS, triton_scan_tiled.TILE_WARPS
-        triton_scan.TILES, triton_scan_tiled.TILE_ELEMENTS, triton_scan_tiled.TILE_WARPS = True, elements, warps
+        saved = [getattr(module, name) for module, name, _ in settings]
+        for module, name, value in settings:
+            setattr(module, name, value)
         try:
             return fn()
         finally:
-            triton_scan.TILES, triton_scan_tiled.TILE_ELEMENTS, triton_scan_tiled.TILE_WARPS = saved
+            for (module, name, _), value in zip(settings, saved):
+                setattr(module, name, value)
 
     return run
 
@@ -169,9 +180,11 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="folder for scan_bench.json")
     parser.add_argument("--no-torch", action="store_true", help="skip the (slow) torch-backend column")
     parser.add_argument("--tile-configs", nargs="*", default=["4096x8"],
-                        help="tile-parallel kernels to time beside the per-step ones, as ELEMENTSxWARPS")
+                        help="tile-parallel kernels to time beside the per-step ones, as ELEMENTSxWARPS[xCHUNK]")
     args = parser.parse_args()
-    tile_configs = [tuple(int(v) for v in c.split("x")) for c in args.tile_configs]
+    tile_configs = args.tile_configs
+    for config in tile_configs:
+        tile_settings(config)  # a malformed entry fails before the run
     torch.manual_seed(0)
     bandwidth = copy_bandwidth()
     meta = dict(device=torch.cuda.get_device_name(), date=datetime.date.today().isoformat(),
@@ -193,13 +206,12 @@ def main() -> None:
         row["anchor_fwd_bwd"] = bench(fwd_bwd(*base)) if base else None
         row["floor"] = floor_ms(inputs, bandwidth)
         row["tiles"] = {}
-        for elements, warps in tile_configs:
+        for config in tile_configs:
             with torch.no_grad():
-                fwd = bench(with_tiles(mine, elements, warps))
-                steps_out, tiles_out = mine().double(), with_tiles(mine, elements, warps)().double()
-            row["tiles"][f"{elements}x{warps}"] = dict(
-                fwd=fwd, fwd_bwd=bench(with_tiles(fwd_bwd(mine, our_leaves), elements, warps)),
-                rel_diff=((tiles_out - steps_out).norm() / steps_out.norm()).item())
+                fwd = bench(with_tiles(mine, config))
+                steps_out, tiles_out = mine().double(), with_tiles(mine, config)().double()
+            row["tiles"][config] = dict(fwd=fwd, fwd_bwd=bench(with_tiles(fwd_bwd(mine, our_leaves), config)),
+                                        rel_diff=((tiles_out - steps_out).norm() / steps_out.norm()).item())
         rows.append(row)
         print(f"| {name} | {fmt_ms(row['ours_fwd'])} | {fmt_ms(row['anchor_fwd'])} | {ratio(row['anchor_fwd'], row['ours_fwd'])} | "
               f"{fmt_ms(row['ours_fwd_bwd'])} | {fmt_ms(row['anchor_fwd_bwd'])} | {ratio(row['anchor_fwd_bwd'], row['ours_fwd_bwd'])} | "
@@ -207,7 +219,7 @@ def main() -> None:
         del inputs
         torch.cuda.empty_cache()
     if tile_configs:
-        print("\n| case | tiles (elements x warps) | tiles fwd (ms) | vs steps fwd | tiles fwd+bwd (ms) | vs steps fwd+bwd | "
+        print("\n| case | tiles (elements x warps[ x steps]) | tiles fwd (ms) | vs steps fwd | tiles fwd+bwd (ms) | vs steps fwd+bwd | "
               "vs anchor fwd | vs anchor fwd+bwd | tiles fwd / floor | output rel. diff vs steps |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for row in rows:
