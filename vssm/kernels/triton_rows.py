@@ -40,3 +40,34 @@ def _load_rows(
     Bt = tl.load(B_ptr + b * sB_b + q * sB_l + k * sB_k + n * sB_n, mask=nmask, other=0.0).to(tl.float32)
     Ct = tl.load(C_ptr + b * sC_b + q * sC_l + k * sC_k + n * sC_n, mask=nmask, other=0.0).to(tl.float32)
     return u, s, dt, Bt, Ct
+
+
+@triton.jit
+def _lanes(pid_d, dim, N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Channels d [BLOCK_D] of channel block pid_d and states n [BLOCK_N], with their masks."""
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    n = tl.arange(0, BLOCK_N)
+    dmask = d < dim
+    nmask = n < N
+    return d, n, dmask, nmask, dmask[:, None] & nmask[None, :]
+
+
+@triton.jit
+def _route_params(A_ptr, D_ptr, bias_ptr, k, d, n, dmask, dn_mask, dim, N: tl.constexpr, HAS_D: tl.constexpr,
+                  HAS_BIAS: tl.constexpr):
+    """Route k's A [BLOCK_D, BLOCK_N], A * log2(e) (for exp2), D and delta_bias [BLOCK_D] (0 where absent)."""
+    A = tl.load(A_ptr + (k * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
+    Dk = tl.load(D_ptr + k * dim + d, mask=dmask & HAS_D, other=0.0)
+    bias = tl.load(bias_ptr + k * dim + d, mask=dmask & HAS_BIAS, other=0.0)
+    return A, A * 1.4426950408889634, Dk, bias
+
+
+@triton.jit
+def _store_partials(dA_ptr, dD_ptr, dbias_ptr, part, d, n, dmask, dn_mask, dA, dD, dbias, N: tl.constexpr,
+                    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """One program's dA [BLOCK_D, BLOCK_N], dD and d(delta_bias) [BLOCK_D] at partial row ``part``."""
+    tl.store(dA_ptr + (part + d[:, None]) * N + n[None, :], dA, mask=dn_mask)
+    if HAS_D:
+        tl.store(dD_ptr + part + d, dD, mask=dmask)
+    if HAS_BIAS:
+        tl.store(dbias_ptr + part + d, dbias, mask=dmask)

@@ -39,7 +39,7 @@ import triton
 import triton.language as tl
 
 from .checks import ScanSizes
-from .triton_rows import _load_index, _load_rows, _softplus
+from .triton_rows import _load_index, _load_rows, _softplus, _store_partials
 from .torch_scan import ScanGrads, ScanProblem, gate_and_merge_backward, sum_per_slot
 from . import triton_scan_tiled as tiled
 
@@ -331,12 +331,8 @@ def _scan_bwd_kernel(
             tl.store(dC_base + bc_off, dC_t, mask=bc_mask)
             p, q, valid, u, s, dt, Bt, Ct, dy, h_t = p_n, q_n, valid_n, u_n, s_n, dt_n, B_n, C_n, dy_n, h_prev
             p_n, q_n, valid_n = p_nn, q_nn, valid_nn
-    part = (b * tl.num_programs(2) + pid2) * dim
-    tl.store(dA_ptr + (part + d[:, None]) * N + n[None, :], dA_acc, mask=dn_mask)
-    if HAS_D:
-        tl.store(dD_ptr + part + d, dD_acc, mask=dmask)
-    if HAS_BIAS:
-        tl.store(dbias_ptr + part + d, dbias_acc, mask=dmask)
+    _store_partials(dA_ptr, dD_ptr, dbias_ptr, (b * tl.num_programs(2) + pid2) * dim, d, n, dmask, dn_mask, dA_acc,
+                    dD_acc, dbias_acc, N, HAS_D, HAS_BIAS)
 
 
 @triton.jit

@@ -24,7 +24,7 @@ from typing import Tuple
 import triton
 import triton.language as tl
 
-from .triton_rows import _load_index, _load_rows, _softplus
+from .triton_rows import _lanes, _load_index, _load_rows, _route_params, _softplus, _store_partials
 
 # Elements of one [CHUNK, BLOCK_D, BLOCK_N] tile, and the warps that hold it.
 TILE_ELEMENTS = 4096
@@ -113,15 +113,9 @@ def _scan_fwd_tile_kernel(
     n_spans = n_chunks if CHUNKED else 1
     k = (tl.program_id(2) // n_spans).to(tl.int64)
     K = tl.num_programs(2) // n_spans
-    d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    n = tl.arange(0, BLOCK_N)
+    d, n, dmask, nmask, dn_mask = _lanes(tl.program_id(1), dim, N, BLOCK_D, BLOCK_N)
     rows = tl.arange(0, CK)
-    dmask = d < dim
-    nmask = n < N
-    dn_mask = dmask[:, None] & nmask[None, :]
-    A2 = tl.load(A_ptr + (k * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0) * 1.4426950408889634
-    Dk = tl.load(D_ptr + k * dim + d, mask=dmask & HAS_D, other=0.0)
-    bias = tl.load(bias_ptr + k * dim + d, mask=dmask & HAS_BIAS, other=0.0)
+    _, A2, Dk, bias = _route_params(A_ptr, D_ptr, bias_ptr, k, d, n, dmask, dn_mask, dim, N, HAS_D, HAS_BIAS)
     g = tl.load(group_ptr + k).to(tl.int64)
     ckpt_base = ckpt_ptr + ((b * K + k) * n_chunks * dim) * N
     if CHUNKED:
@@ -164,14 +158,9 @@ def _chunk_state_tile_kernel(
     k = (tl.program_id(2) // n_chunks).to(tl.int64)
     c = tl.program_id(2) % n_chunks
     K = tl.num_programs(2) // n_chunks
-    d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    n = tl.arange(0, BLOCK_N)
+    d, n, dmask, nmask, dn_mask = _lanes(tl.program_id(1), dim, N, BLOCK_D, BLOCK_N)
     rows = tl.arange(0, CK)
-    dmask = d < dim
-    nmask = n < N
-    dn_mask = dmask[:, None] & nmask[None, :]
-    A2 = tl.load(A_ptr + (k * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0) * 1.4426950408889634
-    bias = tl.load(bias_ptr + k * dim + d, mask=dmask & HAS_BIAS, other=0.0)
+    _, A2, _, bias = _route_params(A_ptr, A_ptr, bias_ptr, k, d, n, dmask, dn_mask, dim, N, False, HAS_BIAS)
     g = tl.load(group_ptr + k).to(tl.int64)
     # C is not needed: B stands in for it (same rows, no extra bytes)
     _, _, _, _, _, _, _, _, _, _, decay, local = _tile_scan(
@@ -209,16 +198,9 @@ def _scan_bwd_tile_kernel(
     n_spans = n_chunks if CHUNKED else 1
     k = (pid2 // n_spans).to(tl.int64)
     K = tl.num_programs(2) // n_spans
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n = tl.arange(0, BLOCK_N)
+    d, n, dmask, nmask, dn_mask = _lanes(pid_d, dim, N, BLOCK_D, BLOCK_N)
     rows = tl.arange(0, CK)
-    dmask = d < dim
-    nmask = n < N
-    dn_mask = dmask[:, None] & nmask[None, :]
-    A = tl.load(A_ptr + (k * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
-    A2 = A * 1.4426950408889634
-    Dk = tl.load(D_ptr + k * dim + d, mask=dmask & HAS_D, other=0.0)
-    bias = tl.load(bias_ptr + k * dim + d, mask=dmask & HAS_BIAS, other=0.0)
+    A, A2, Dk, bias = _route_params(A_ptr, D_ptr, bias_ptr, k, d, n, dmask, dn_mask, dim, N, HAS_D, HAS_BIAS)
     g_slot = tl.load(group_ptr + k).to(tl.int64)
     ckpt_base = ckpt_ptr + ((b * K + k) * n_chunks * dim) * N
     part_BC = pid_d * (tl.num_programs(0) * L * K * N)
@@ -267,12 +249,8 @@ def _scan_bwd_tile_kernel(
         bc_mask = valid[:, None] & nmask[None, :]
         tl.store(dB_ptr + bc, tl.sum(g * (dt * u)[:, :, None], axis=1), mask=bc_mask)
         tl.store(dC_ptr + bc, tl.sum(hs * dy[:, :, None], axis=1), mask=bc_mask)
-    part = (b * tl.num_programs(2) + pid2) * dim
-    tl.store(dA_ptr + (part + d[:, None]) * N + n[None, :], dA_acc, mask=dn_mask)
-    if HAS_D:
-        tl.store(dD_ptr + part + d, dD_acc, mask=dmask)
-    if HAS_BIAS:
-        tl.store(dbias_ptr + part + d, dbias_acc, mask=dmask)
+    _store_partials(dA_ptr, dD_ptr, dbias_ptr, (b * tl.num_programs(2) + pid2) * dim, d, n, dmask, dn_mask, dA_acc,
+                    dD_acc, dbias_acc, N, HAS_D, HAS_BIAS)
 
 
 @triton.jit
@@ -294,14 +272,9 @@ def _chunk_grad_state_tile_kernel(
     k = (tl.program_id(2) // n_chunks).to(tl.int64)
     c = tl.program_id(2) % n_chunks
     K = tl.num_programs(2) // n_chunks
-    d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
-    n = tl.arange(0, BLOCK_N)
+    d, n, dmask, nmask, dn_mask = _lanes(tl.program_id(1), dim, N, BLOCK_D, BLOCK_N)
     rows = tl.arange(0, CK)
-    dmask = d < dim
-    nmask = n < N
-    dn_mask = dmask[:, None] & nmask[None, :]
-    A2 = tl.load(A_ptr + (k * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0) * 1.4426950408889634
-    bias = tl.load(bias_ptr + k * dim + d, mask=dmask & HAS_BIAS, other=0.0)
+    _, A2, _, bias = _route_params(A_ptr, A_ptr, bias_ptr, k, d, n, dmask, dn_mask, dim, N, False, HAS_BIAS)
     t = c * CK + rows
     p, q, valid = _load_index(index_ptr, pindex_ptr, k, t, 0, T, T)
     s = tl.load(delta_ptr + b * sd_b + q[:, None] * sd_l + k * sd_k + d[None, :] * sd_d, mask=dmask[None, :],
