@@ -220,14 +220,14 @@ def test_gpu_gradients_match_reference(N, schedule):
         assert rel < 1e-4, f"relative gradient error {rel:.2e}"
 
 
-@pytest.mark.parametrize("schedule", ["chunk-parallel", "whole-route", "tiles-chunk-parallel", "tiles-whole-route"])
-def test_routes_visiting_every_token_once_write_every_output_row(monkeypatch, schedule):
+@pytest.mark.parametrize("layout", ["chunk-parallel", "whole-route", "tiles-chunk-parallel", "tiles-whole-route"])
+def test_routes_visiting_every_token_once_write_every_output_row(monkeypatch, layout):
     """Such routes skip zeroing the per-route buffers (outputs and gradients are stored, not accumulated):
     buffers handed out full of NaN must come back fully overwritten, hidden states and gradients included."""
-    if schedule.startswith("tiles"):
-        tiles_on(monkeypatch, chunked=schedule == "tiles-chunk-parallel")
+    if layout.startswith("tiles"):
+        tiles_on(monkeypatch, chunked=layout == "tiles-chunk-parallel")
     else:
-        monkeypatch.setattr(triton_scan, "CHUNK", 4 if schedule == "chunk-parallel" else 64)
+        monkeypatch.setattr(triton_scan, "CHUNK", 4 if layout == "chunk-parallel" else 64)
     p = random_problem(batch=1, L=10, K=2, dim=3, N=2, device=DEVICE, repeat=False)
     assert as_routes(p.routes).covers(10)
     empty = torch.Tensor.new_empty

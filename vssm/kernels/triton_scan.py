@@ -476,7 +476,8 @@ PARALLEL_PROGRAMS = 1024
 
 
 # Routes without repeated tokens run on the tile-parallel kernels (triton_scan_tiled). Off until measured on the
-# GPU against the per-step kernels (benchmarks/scan_bench.py times both).
+# GPU against the per-step kernels (benchmarks/scan_bench.py times both); PARALLEL_PROGRAMS, measured for the
+# per-step kernels, picks their schedule too.
 TILES = False
 
 
@@ -605,16 +606,16 @@ def backward(
         )
         _chunk_grad_carry_kernel[(batch, n_db, K)](gloc, decay, carry, dim, n_chunks, **blocks)
     grid = (batch, n_db, K * spans)
-    outputs = (du_routes, ddelta, dB, dC, dA, dD, dbias, carry, T, dim, length, n_chunks)
+    grad_args = (du_routes, ddelta, dB, dC, dA, dD, dbias, carry, T, dim, length, n_chunks)
     options = dict(HAS_D=prob.D is not None, CHUNKED=plan.chunked, **flags)
     if plan.tiles:
         tiled._scan_bwd_tile_kernel[grid](
-            *tensors, dy, dhidden_arg, ckpt, *outputs, *strides, *route_strides, *dy_strides, **options,
+            *tensors, dy, dhidden_arg, ckpt, *grad_args, *strides, *route_strides, *dy_strides, **options,
         )
     else:
         scratch = prob.u.new_empty(batch * n_db * K * spans * (CHUNK + 1) * plan.block_d * plan.block_n, dtype=f32)
         _scan_bwd_kernel[grid](
-            *tensors, dy, dhidden_arg, ckpt, scratch, *outputs, *strides, *route_strides, *dy_strides,
+            *tensors, dy, dhidden_arg, ckpt, scratch, *grad_args, *strides, *route_strides, *dy_strides,
             ACCUMULATE=not store_only, **options,
         )
     du = sum_per_slot(du_routes, prob.groups, prob.u.shape[2])
