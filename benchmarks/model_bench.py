@@ -1,6 +1,7 @@
 """Model-level throughput and memory on the GPU: vssm backbones and timm peers in ONE run.
 
-    python benchmarks/model_bench.py --out DIR [--models ...] [--sizes 224 384 512 768 1024] [--quick] [--scan-tiles]
+    python benchmarks/model_bench.py --out DIR [--models ...] [--sizes 224 384 512 768 1024] [--quick]
+                                     [--kernel-settings NAME=VALUE,...]
 
 1. Inference img/s (batch 128, 224x224, bf16 autocast, channels-first input), eager and replayed from a CUDA
    graph, and training-step img/s (forward + backward + AdamW, bf16 autocast), eager and replayed from a CUDA
@@ -9,8 +10,8 @@
    vmamba_tiny/convnext_tiny/swin_tiny, batch chosen per size (128 at 224, shrinking with the pixel count,
    8 at 1024).
 Writes DIR/model_bench.json, DIR/model_bench.md (tables) and DIR/resolution_sweep.png.
-``--scan-tiles`` runs the scans on the tile-parallel Triton kernels (``vssm.kernels.triton_scan.TILES``), for an
-A/B against a run without it.
+``--kernel-settings TILES=1`` (say) runs the scans with other Triton kernel settings (benchmarks/kernel_settings.py),
+for an A/B against a run without them.
 """
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+import kernel_settings
 import vssm  # noqa: F401  (registers vssm models)
-from vssm.kernels import triton_scan
 from vssm.utils.throughput import measure_inference, measure_training
 
 MODELS = [
@@ -53,7 +54,7 @@ def build(name: str, size: int) -> torch.nn.Module:
     return timm.create_model(name, **kwargs)
 
 
-def run_main_table(models: List[str], device: torch.device, quick: bool) -> List[Dict]:
+def run_main_table(models: List[str], device: torch.device, quick: bool, settings: str) -> List[Dict]:
     rows = []
     for name in models:
         row = dict(model=name)
@@ -64,7 +65,7 @@ def run_main_table(models: List[str], device: torch.device, quick: bool) -> List
             trn = measure_training(model, 128, 224, device, iters=5 if quick else 20)
             row.update(inference=inf.images_per_s, inference_mem_gb=inf.peak_memory_gb,
                        training=trn.images_per_s, training_mem_gb=trn.peak_memory_gb)
-            row["inference_graph"], row["training_graph"] = graphed(name, quick)
+            row["inference_graph"], row["training_graph"] = graphed(name, quick, settings)
         except Exception as err:  # a model that fails is reported, the run goes on
             row["error"] = f"{type(err).__name__}: {err}"[:300]
         print(json.dumps(row), flush=True)
@@ -73,11 +74,11 @@ def run_main_table(models: List[str], device: torch.device, quick: bool) -> List
     return rows
 
 
-def graphed(name: str, quick: bool) -> Tuple[Optional[float], Optional[float]]:
+def graphed(name: str, quick: bool, settings: str) -> Tuple[Optional[float], Optional[float]]:
     """CUDA-graph inference and training-step img/s, measured in a child process: a model whose step cannot be
     captured (a host sync inside) leaves the CUDA context broken, and must not take the rest of the run with it."""
     cmd = [sys.executable, os.path.abspath(__file__), "--graph-one", name] + (["--quick"] if quick else [])
-    cmd += ["--scan-tiles"] if triton_scan.TILES else []
+    cmd += ["--kernel-settings", settings] if settings else []
     done = subprocess.run(cmd, capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
@@ -106,7 +107,7 @@ def run_sweep(models: List[str], sizes: List[int], device: torch.device, quick: 
 
 def markdown(meta: Dict, main: List[Dict], sweep: List[Dict]) -> str:
     lines = [f"{meta['device']}, {meta['date']}, torch {meta['torch']}, triton {meta['triton']}"
-             + (", tile-parallel scan kernels" if meta["scan_tiles"] else ""), "",
+             + (f", kernel settings {meta['kernel_settings']}" if meta["kernel_settings"] else ""), "",
              "| model | params (M) | inference img/s | inference, CUDA graph | training img/s | training, CUDA graph "
              "| train peak mem (GB) |",
              "|---|---|---|---|---|---|---|"]
@@ -152,10 +153,13 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", type=int, default=[224, 384, 512, 768, 1024])
     parser.add_argument("--quick", action="store_true", help="fewer timed iterations")
     parser.add_argument("--no-sweep", action="store_true", help="main table only")
-    parser.add_argument("--scan-tiles", action="store_true", help="scans on the tile-parallel Triton kernels")
+    parser.add_argument("--kernel-settings", default="", metavar="NAME=VALUE,...",
+                        help="Triton scan kernel settings for this run (e.g. TILES=1)")
     parser.add_argument("--graph-one", metavar="MODEL", help=argparse.SUPPRESS)  # child process of graphed()
     args = parser.parse_args()
-    triton_scan.TILES = args.scan_tiles
+    if args.kernel_settings:
+        for module, name, value in kernel_settings.parse(args.kernel_settings):
+            setattr(module, name, value)
     if not torch.cuda.is_available():
         raise SystemExit("model_bench.py measures GPU throughput: no CUDA device found")
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -172,8 +176,8 @@ def main() -> None:
     import triton
 
     meta = dict(device=torch.cuda.get_device_name(), date=datetime.date.today().isoformat(), torch=torch.__version__,
-                triton=triton.__version__, python=platform.python_version(), scan_tiles=args.scan_tiles)
-    main_rows = run_main_table(args.models, device, args.quick)
+                triton=triton.__version__, python=platform.python_version(), kernel_settings=args.kernel_settings)
+    main_rows = run_main_table(args.models, device, args.quick, args.kernel_settings)
     sweep_rows = [] if args.no_sweep else run_sweep(args.sweep_models, args.sizes, device, args.quick)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "model_bench.json"), "w") as f:

@@ -1,6 +1,6 @@
 """Selective-scan speed on the GPU: vssm's Triton backend vs the mamba_ssm CUDA pipeline, in one run.
 
-    python benchmarks/scan_bench.py [--cases a b c d e] [--out DIR] [--tile-configs 4096x8 2048x4x32 ...]
+    python benchmarks/scan_bench.py [--cases a b c d e] [--out DIR] [--variants TILES=1 TILES=1,CHUNK=32 ...]
 
 Cases (bf16 inputs):
   (a) VMamba-T stage 1: batch 128, 56x56, dim 96, N 1, K 4 (cross)
@@ -11,9 +11,9 @@ Columns: ours (triton, one launch over all routes, gather/merge in-kernel); the 
 re-ordered into K copies) + mamba_ssm ``selective_scan_fn`` (routes as channel groups) + torch merge (n/a when
 mamba_ssm is not installed); our torch backend (forward only); the byte floor = (every input read once +
 output written once) / copy bandwidth measured in this run. Medians of triton.testing.do_bench.
-A second table times the tile-parallel kernels (``triton_scan.TILES``) in the same run, for each
-``--tile-configs`` entry ELEMENTSxWARPS[xCHUNK] (``triton_scan_tiled.TILE_ELEMENTS`` / ``TILE_WARPS``, and
-``triton_scan.CHUNK``, the steps per tile), against the default per-step kernels of the first table.
+A second table times variants of the kernel settings in the same run (``--variants``, module settings of
+``vssm.kernels.triton_scan`` / ``triton_scan_tiled`` such as TILES, TILE_ELEMENTS, TILE_WARPS, CHUNK,
+PARTIALS_BF16) against the defaults of the first table, with the relative difference of their outputs.
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ import torch
 import triton
 from triton.testing import do_bench
 
-from vssm.kernels import selective_scan, triton_scan, triton_scan_tiled
+import kernel_settings
+from vssm.kernels import selective_scan
 from vssm.scans import get_scan
 
 CASES = {
@@ -115,27 +116,13 @@ def anchor(inputs: Dict) -> Optional[Tuple[Callable[[], torch.Tensor], List[torc
     return run, leaves
 
 
-def tile_settings(config: str) -> List[Tuple[object, str, int]]:
-    """'ELEMENTSxWARPS[xCHUNK]' -> the module settings of that tile-parallel configuration."""
-    values = [int(v) for v in config.split("x")]
-    settings = [(triton_scan, "TILES", True), (triton_scan_tiled, "TILE_ELEMENTS", values[0]),
-                (triton_scan_tiled, "TILE_WARPS", values[1])]
-    return settings + [(triton_scan, "CHUNK", values[2])] if len(values) > 2 else settings
-
-
-def with_tiles(fn: Callable[[], object], config: str) -> Callable[[], object]:
-    """fn run (its backward too, when fn includes it) on the tile-parallel kernels in that configuration."""
-    settings = tile_settings(config)
+def with_settings(fn: Callable[[], object], variant: str) -> Callable[[], object]:
+    """fn run (its backward too, when fn includes it) with the variant's kernel settings."""
+    settings = kernel_settings.parse(variant)
 
     def run():
-        saved = [getattr(module, name) for module, name, _ in settings]
-        for module, name, value in settings:
-            setattr(module, name, value)
-        try:
+        with kernel_settings.applied(settings):
             return fn()
-        finally:
-            for (module, name, _), value in zip(settings, saved):
-                setattr(module, name, value)
 
     return run
 
@@ -179,12 +166,11 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=list(CASES))
     parser.add_argument("--out", default=None, help="folder for scan_bench.json")
     parser.add_argument("--no-torch", action="store_true", help="skip the (slow) torch-backend column")
-    parser.add_argument("--tile-configs", nargs="*", default=["4096x8"],
-                        help="tile-parallel kernels to time beside the per-step ones, as ELEMENTSxWARPS[xCHUNK]")
+    parser.add_argument("--variants", nargs="*", default=["TILES=1"],
+                        help="kernel settings to time beside the defaults, each NAME=VALUE[,NAME=VALUE...]")
     args = parser.parse_args()
-    tile_configs = args.tile_configs
-    for config in tile_configs:
-        tile_settings(config)  # a malformed entry fails before the run
+    for variant in args.variants:
+        kernel_settings.parse(variant)  # a malformed entry fails before the run
     torch.manual_seed(0)
     bandwidth = copy_bandwidth()
     meta = dict(device=torch.cuda.get_device_name(), date=datetime.date.today().isoformat(),
@@ -205,26 +191,27 @@ def main() -> None:
         row["ours_fwd_bwd"] = bench(fwd_bwd(mine, our_leaves))
         row["anchor_fwd_bwd"] = bench(fwd_bwd(*base)) if base else None
         row["floor"] = floor_ms(inputs, bandwidth)
-        row["tiles"] = {}
-        for config in tile_configs:
+        row["variants"] = {}
+        for variant in args.variants:
             with torch.no_grad():
-                fwd = bench(with_tiles(mine, config))
-                steps_out, tiles_out = mine().double(), with_tiles(mine, config)().double()
-            row["tiles"][config] = dict(fwd=fwd, fwd_bwd=bench(with_tiles(fwd_bwd(mine, our_leaves), config)),
-                                        rel_diff=((tiles_out - steps_out).norm() / steps_out.norm()).item())
+                fwd = bench(with_settings(mine, variant))
+                default_out, variant_out = mine().double(), with_settings(mine, variant)().double()
+            row["variants"][variant] = dict(
+                fwd=fwd, fwd_bwd=bench(with_settings(fwd_bwd(mine, our_leaves), variant)),
+                rel_diff=((variant_out - default_out).norm() / default_out.norm()).item())
         rows.append(row)
         print(f"| {name} | {fmt_ms(row['ours_fwd'])} | {fmt_ms(row['anchor_fwd'])} | {ratio(row['anchor_fwd'], row['ours_fwd'])} | "
               f"{fmt_ms(row['ours_fwd_bwd'])} | {fmt_ms(row['anchor_fwd_bwd'])} | {ratio(row['anchor_fwd_bwd'], row['ours_fwd_bwd'])} | "
               f"{fmt_ms(row['torch_fwd'])} | {fmt_ms(row['floor'])} | {ratio(row['ours_fwd'], row['floor'])} |", flush=True)
         del inputs
         torch.cuda.empty_cache()
-    if tile_configs:
-        print("\n| case | tiles (elements x warps[ x steps]) | tiles fwd (ms) | vs steps fwd | tiles fwd+bwd (ms) | vs steps fwd+bwd | "
-              "vs anchor fwd | vs anchor fwd+bwd | tiles fwd / floor | output rel. diff vs steps |")
+    if args.variants:
+        print("\n| case | variant | fwd (ms) | vs default fwd | fwd+bwd (ms) | vs default fwd+bwd | vs anchor fwd | "
+              "vs anchor fwd+bwd | fwd / floor | output rel. diff vs default |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for row in rows:
-            for config, t in row["tiles"].items():
-                print(f"| {row['case']} | {config} | {fmt_ms(t['fwd'])} | {ratio(row['ours_fwd'], t['fwd'])} | "
+            for variant, t in row["variants"].items():
+                print(f"| {row['case']} | {variant} | {fmt_ms(t['fwd'])} | {ratio(row['ours_fwd'], t['fwd'])} | "
                       f"{fmt_ms(t['fwd_bwd'])} | {ratio(row['ours_fwd_bwd'], t['fwd_bwd'])} | "
                       f"{ratio(row['anchor_fwd'], t['fwd'])} | {ratio(row['anchor_fwd_bwd'], t['fwd_bwd'])} | "
                       f"{ratio(t['fwd'], row['floor'])} | {t['rel_diff']:.1e} |")

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The tile-parallel scan kernels (vssm.kernels.triton_scan.TILES) on a GPU, in one device call: the GPU kernel
-# tests of every schedule, scan_bench with tile configurations beside the per-step kernels and the anchor, and
-# the model table with and without --scan-tiles.
+# The unmeasured Triton kernel settings (tile-parallel kernels: TILES; bf16 per-route outputs: PARTIALS_BF16) on a
+# GPU, in one device call: the GPU kernel tests of every schedule, scan_bench with the variants beside the default
+# kernels and the anchor, and the model table with each model-level variant.
 #
 #   OUT=DIR bash benchmarks/tiles_gpu.sh [STEP...]      steps: tests scan models (default: all three; repo root)
 #
-# scan: the mamba_ssm anchor is built first when .anchors/build_mamba_ssm.sh is there (a copy of
-#       ../shared/anchors carried with the call); without it the anchor columns read n/a.
-# Results go to benchmarks/RESULTS.md; whichever schedule is faster becomes the default (TILES).
+# scan: tables on stdout and in $OUT/scan_bench.json; the mamba_ssm anchor is built first when
+#       .anchors/build_mamba_ssm.sh is there (a copy of ../shared/anchors carried with the call), else the anchor
+#       columns read n/a. Files back: 8 (gpu_tests.txt, scan_bench.json, a json + md per model table).
+# Results go to benchmarks/RESULTS.md; a setting that is faster becomes the default.
 set -u
 OUT=${OUT:-work_dirs/tiles_gpu}
 mkdir -p "$OUT"
@@ -18,11 +19,13 @@ for step in ${*:-tests scan models}; do
       python3 -m pytest -q -m gpu tests/kernels/test_triton_scan.py 2>&1 | tee "$OUT/gpu_tests.txt" | tail -5 ;;
     scan)
       if [ -f .anchors/build_mamba_ssm.sh ]; then bash .anchors/build_mamba_ssm.sh 2>&1 | tail -2; fi
-      python3 benchmarks/scan_bench.py --no-torch --out "$OUT" \
-        --tile-configs 4096x8 2048x4 8192x8 16384x8 4096x8x32 2>&1 | tee "$OUT/scan_bench.txt" ;;
+      python3 benchmarks/scan_bench.py --no-torch --out "$OUT" --variants TILES=1 \
+        TILES=1,TILE_ELEMENTS=2048,TILE_WARPS=4 TILES=1,TILE_ELEMENTS=8192 TILES=1,TILE_ELEMENTS=16384 \
+        TILES=1,CHUNK=32 PARTIALS_BF16=1 TILES=1,PARTIALS_BF16=1 ;;
     models)
-      for flag in "" --scan-tiles; do
-        python3 benchmarks/model_bench.py --no-sweep --quick --out "$OUT/models$flag" $flag \
+      for settings in "" TILES=1 TILES=1,PARTIALS_BF16=1; do
+        python3 benchmarks/model_bench.py --no-sweep --quick --out "$OUT/models${settings:+_${settings//[=,]/_}}" \
+          ${settings:+--kernel-settings $settings} \
           --models vmamba_tiny vim_tiny plainmamba_l1 convnext_tiny swin_tiny_patch4_window7_224 2>&1 | tail -12
       done ;;
     *) echo "unknown step: $step (steps: tests scan models)"; exit 2 ;;

@@ -134,6 +134,34 @@ def test_tile_schedule_only_for_unique_tokens(monkeypatch):
     assert not triton_scan._schedule(SimpleNamespace(sizes=sizes, routes_unique=True)).tiles
 
 
+@pytest.mark.parametrize("tiles", [False, True], ids=["steps", "tiles"])
+def test_bfloat16_partials(monkeypatch, tiles):
+    """PARTIALS_BF16 keeps the per-route outputs of bf16 inputs in bf16 when routes visit every token once and
+    nothing gates them before the merge; the merged output stays within the bf16 tolerance of the reference."""
+    monkeypatch.setattr(triton_scan, "PARTIALS_BF16", True)
+    if tiles:
+        tiles_on(monkeypatch)
+    p = random_problem(batch=2, L=9, K=4, dim=5, N=2, dtype=torch.bfloat16, device=DEVICE, pad=0, repeat=False,
+                       with_z=False)
+    covering = SimpleNamespace(u=p.u, routes_cover=True)
+    assert triton_scan._partials_dtype(covering, None, "sum") == torch.bfloat16
+    assert triton_scan._partials_dtype(covering, p.u, "sum") == torch.float32  # gated: y_pre kept for dz
+    assert triton_scan._partials_dtype(covering, None, "none") == torch.float32
+    assert triton_scan._partials_dtype(SimpleNamespace(u=p.u, routes_cover=False), None, "sum") == torch.float32
+    assert triton_scan._partials_dtype(SimpleNamespace(u=p.u.half(), routes_cover=True), None, "sum") == torch.float32
+    merged = triton_scan._gate_and_merge
+    seen = []
+    monkeypatch.setattr(triton_scan, "_gate_and_merge", lambda prob, y, *a: seen.append(y.dtype) or merged(prob, y, *a))
+    ref = selective_scan_reference(*as_float64(p).args(), routes=p.routes, merge="mean")
+    out = selective_scan(*p.args(), routes=p.routes, merge="mean", backend="triton")
+    assert seen == [torch.bfloat16] and out.dtype == torch.bfloat16
+    assert_close(out, ref, torch.bfloat16)
+    _, grads, weights = grads_of(p, "sum", "triton")
+    _, ref_grads, _ = grads_of(as_float64(p), "sum", "reference", weights)
+    for g, r in zip(grads, ref_grads):
+        assert_close(g, r, torch.bfloat16)
+
+
 def test_strided_views_give_the_same_answer():
     """Inputs as permuted views (as SS2D's batched dt projection produces) are read through their strides."""
     p = random_problem(batch=2, L=9, K=2, dim=4, N=2, device=DEVICE)

@@ -4,7 +4,8 @@ Reference semantics: :mod:`vssm.kernels.reference` (tests compare against it).
 
 Forward: programs cover (batch, block of BLOCK_D channels, route k[, chunk]). A program walks its steps,
 gathers the visited token's u / delta / B / C rows straight from the raster-order inputs (no re-ordered
-copies), keeps the state [BLOCK_D, N] in fp32 registers, and writes y_k into an fp32 per-route buffer
+copies), keeps the state [BLOCK_D, N] in fp32 registers, and writes y_k into an fp32 (bf16 with PARTIALS_BF16, for
+bf16 inputs merged without a gate) per-route buffer
 (batch, L, K, dim), rows only this program owns (no atomics, so runs are bit-identical): stored once when every
 route visits every token once, else accumulated by read-modify-write (repeated tokens, padding). B_t / C_t are
 loaded once per block of channels; loops are pipelined two deep (rows of step t + 1 and tokens of step t + 2
@@ -415,7 +416,7 @@ def _gate_merge_kernel(
     sz_b, sz_l, sz_s, sz_d,
     HAS_Z: tl.constexpr, MERGE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    """Epilogue, one pass: per-route y (rows = b * L, K, dim) fp32 -> y_k * silu(z[slot of k]) (HAS_Z), summed
+    """Epilogue, one pass: per-route y (rows = b * L, K, dim) -> y_k * silu(z[slot of k]) (HAS_Z), summed
     over routes times ``scale`` (MERGE) into out (rows, dim), or kept per route in out (rows, K, dim); out is
     written in its own dtype."""
     r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
@@ -424,7 +425,7 @@ def _gate_merge_kernel(
     r64 = r.to(tl.int64)[:, None]
     acc = tl.zeros((BLOCK_R, BLOCK_D), dtype=tl.float32)
     for k in range(K):
-        y = tl.load(y_ptr + (r64 * K + k) * dim + d[None, :], mask=mask, other=0.0)
+        y = tl.load(y_ptr + (r64 * K + k) * dim + d[None, :], mask=mask, other=0.0).to(tl.float32)
         if HAS_Z:
             g = tl.load(group_ptr + k).to(tl.int64)
             z = tl.load(z_ptr + (r64 // L) * sz_b + (r64 % L) * sz_l + g * sz_s + d[None, :] * sz_d, mask=mask,
@@ -481,6 +482,17 @@ PARALLEL_PROGRAMS = 1024
 TILES = False
 
 
+# Per-route outputs kept in bf16 instead of fp32 for bf16 inputs merged without a gate, when every route visits
+# every token once (rows stored, never accumulated): half the bytes of the per-route buffer and of the merge's read,
+# each route's output rounded once before the fp32 merge. Off until measured on the GPU (scan_bench --variants).
+PARTIALS_BF16 = False
+
+
+def _partials_dtype(prob: ScanProblem, z: Optional[torch.Tensor], merge: str) -> torch.dtype:
+    half = PARTIALS_BF16 and prob.u.dtype == torch.bfloat16 and z is None and merge != "none" and prob.routes_cover
+    return torch.bfloat16 if half else torch.float32
+
+
 @dataclass(frozen=True)
 class _Schedule:
     """How one call is laid out; the forward and the backward of a call derive the same one from its sizes."""
@@ -512,7 +524,7 @@ def forward(
     n_db = plan.n_db
     n_chunks = _n_chunks(T)
     new = prob.u.new_empty if prob.routes_cover else prob.u.new_zeros  # every row written once: no zeroing
-    y = new(batch, length, K, dim, dtype=torch.float32)
+    y = new(batch, length, K, dim, dtype=_partials_dtype(prob, z, merge))
     hidden = new(batch, length, K, dim, N, dtype=torch.float32) if return_hidden else None
     ckpt = prob.u.new_empty(batch, K, n_chunks, dim, N, dtype=torch.float32)
     tensors, strides = _common_args(prob)
@@ -542,7 +554,8 @@ def forward(
 def _gate_and_merge(
     prob: ScanProblem, y: torch.Tensor, z: Optional[torch.Tensor], merge: str, out_dtype: torch.dtype
 ) -> torch.Tensor:
-    """The epilogue of :func:`vssm.kernels.torch_scan.gate_and_merge` in one pass over y (b, L, K, d) fp32."""
+    """The epilogue of :func:`vssm.kernels.torch_scan.gate_and_merge` in one pass over y (b, L, K, d) (fp32, or
+    bf16 with PARTIALS_BF16), summed in fp32."""
     batch, length, K, dim, _, _ = prob.sizes
     if z is None and merge == "none" and out_dtype == torch.float32:
         return y
