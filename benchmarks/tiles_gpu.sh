@@ -20,7 +20,7 @@ for step in ${*:-tests scan models}; do
     scan)
       if [ -f .anchors/build_mamba_ssm.sh ]; then bash .anchors/build_mamba_ssm.sh 2>&1 | tail -2; fi
       python3 benchmarks/scan_bench.py --no-torch --out "$OUT" --variants TILES=1 \
-        TILES=1,TILE_ELEMENTS=2048,TILE_WARPS=4 TILES=1,TILE_ELEMENTS=8192 TILES=1,TILE_ELEMENTS=16384 \
+        TILES=1,TILE_ELEMENTS=2048 TILES=1,TILE_ELEMENTS=4096 TILES=1,TILE_ELEMENTS=512,TILE_WARPS=4 \
         TILES=1,CHUNK=32 PARTIALS_BF16=1 TILES=1,PARTIALS_BF16=1 ;;
     models)
       for settings in "" TILES=1 TILES=1,PARTIALS_BF16=1; do
