@@ -21,7 +21,10 @@ def parse(variant: str) -> List[Setting]:
             raise SystemExit(f"kernel setting {item!r}: expected NAME=VALUE with NAME a setting of triton_scan "
                              "or triton_scan_tiled")
         current = getattr(module, name)
-        settings.append((module, name, bool(int(value)) if isinstance(current, bool) else type(current)(value)))
+        try:
+            settings.append((module, name, bool(int(value)) if isinstance(current, bool) else type(current)(value)))
+        except ValueError:
+            raise SystemExit(f"kernel setting {item!r}: {name} takes an integer (0/1 for a switch)") from None
     return settings
 
 
