@@ -110,17 +110,22 @@ LAYERS = {  # name: (dim, N, routes, z); VMamba-T stage 1, VMamba v0 stage 1, a 
 
 
 def run_launchers(length: int = 100) -> None:
-    """Forward and backward of each layer, bf16, whole-route and chunk-parallel, with and without hidden states;
-    then the LayerNorm forward and backward at the channel counts the models use."""
+    """Forward and backward of each layer, bf16, whole-route and chunk-parallel, with and without hidden states,
+    and with a route that visits a token twice and pads a step (in-order accumulation); then the LayerNorm
+    forward and backward at the channel counts the models use."""
     for dim, N, K, with_z in LAYERS.values():
         index = torch.stack([torch.randperm(length) if k % 2 else torch.arange(length) for k in range(K)]).int()
-        for whole_route in (True, False):
-            triton_scan.PARALLEL_PROGRAMS, saved = (1 if whole_route else 10**9), triton_scan.PARALLEL_PROGRAMS
-            try:
+        repeated = index.clone()
+        repeated[0, 1], repeated[0, 2] = repeated[0, 0], -1
+        saved = triton_scan.PARALLEL_PROGRAMS
+        try:
+            for whole_route in (True, False):
+                triton_scan.PARALLEL_PROGRAMS = 1 if whole_route else 10**9
                 for hidden in (False, True):
                     scan_once(index, dim, N, with_z, hidden)
-            finally:
-                triton_scan.PARALLEL_PROGRAMS = saved
+            scan_once(repeated, dim, N, with_z, False)
+        finally:
+            triton_scan.PARALLEL_PROGRAMS = saved
     for channels in (96, 192, 384, 768):
         x = torch.randn(64, channels, dtype=torch.bfloat16, requires_grad=True)
         y = triton_layer_norm.TritonLayerNorm.apply(x, torch.ones(channels), torch.zeros(channels), 1e-5, torch.bfloat16)
