@@ -284,21 +284,21 @@ def _chunk_grad_state_tile_kernel(
     _, A2, _, bias = _route_params(A_ptr, A_ptr, bias_ptr, k, d, n, dmask, dn_mask, dim, N, False, HAS_BIAS)
     t = c * CK + rows
     p, q, valid = _load_index(index_ptr, pindex_ptr, k, t, 0, T, T)
-    s = tl.load(delta_ptr + b * sd_b + q[:, None] * sd_l + k * sd_k + d[None, :] * sd_d, mask=dmask[None, :],
-                other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        s += bias[None, :]
-    dt = tl.where(valid[:, None], _softplus(s, SOFTPLUS), 0.0)
     Ct = tl.load(C_ptr + b * sC_b + q[:, None] * sC_l + k * sC_k + n[None, :] * sC_n, mask=nmask[None, :],
                  other=0.0).to(tl.float32)
     _, decay_g, local_g = _tile_grad_scan(
         delta_ptr, dy_ptr, dhidden_ptr, index_ptr, pindex_ptr, b, k, p, valid, t, T, rows, d, n, dmask, dn_mask,
         Ct, A2, bias, sd_b, sd_l, sd_k, sd_d, sy_b, sy_l, sy_k, sdy_b, sdy_l, sdy_k,
         CK, N, HAS_BIAS, SOFTPLUS, HAS_DHIDDEN)
-    a = tl.exp2(dt[:, :, None] * A2[None, :, :])
+    # the decay of the chunk's first step t0 (the chunk's other decays are inside decay_g)
+    _, q0, valid0 = _load_index(index_ptr, pindex_ptr, k, c * CK, 0, T, T)
+    s0 = tl.load(delta_ptr + b * sd_b + q0 * sd_l + k * sd_k + d * sd_d, mask=dmask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        s0 += bias
+    a0 = tl.exp2(tl.where(valid0, _softplus(s0, SOFTPLUS), 0.0)[:, None] * A2)
     off = (((b * K + k) * n_chunks + c) * dim + d[:, None]) * N + n[None, :]
-    tl.store(gloc_ptr + off, _row(a * local_g, rows, 0), mask=dn_mask)
-    tl.store(decay_ptr + off, _row(a * decay_g, rows, 0), mask=dn_mask)
+    tl.store(gloc_ptr + off, a0 * _row(local_g, rows, 0), mask=dn_mask)
+    tl.store(decay_ptr + off, a0 * _row(decay_g, rows, 0), mask=dn_mask)
 
 
 def tile_blocks(dim: int, N: int, steps: int) -> Tuple[int, int]:
