@@ -68,7 +68,7 @@ class AtrousScan(ScanStrategy):
         return self.rate * self.rate
 
     def build_routes(self, H: int, W: int) -> Routes:
-        return Routes(index=phase_routes(H, W, self.rate), merge=self.merge)
+        return Routes(index=phase_routes(H, W, self.rate))
 
 
 @register_scan("atrous_window")
@@ -87,4 +87,4 @@ class AtrousWindowScan(ScanStrategy):
 
     def build_routes(self, H: int, W: int) -> Routes:
         order = dilated_window_order(H, W, self.window, self.rate)
-        return Routes(index=torch.stack([order, order.flip(0)]), merge=self.merge)
+        return Routes(index=torch.stack([order, order.flip(0)]))

@@ -118,7 +118,7 @@ def _to_device(routes: Routes, device: torch.device) -> Routes:
     move = lambda t: None if t is None else t.to(device)  # noqa: E731
     return Routes(
         index=move(routes.index), param_index=move(routes.param_index), u_group=move(routes.u_group),
-        direction=move(routes.direction), merge=routes.merge,
+        direction=move(routes.direction),
     )
 
 
@@ -138,7 +138,7 @@ def with_middle_token(routes: Routes, M: int) -> Routes:
 
     return Routes(
         index=inserted(routes.index, c), param_index=inserted(routes.param_index, c), u_group=routes.u_group,
-        direction=inserted(routes.direction, START, tokens=False), merge=routes.merge,
+        direction=inserted(routes.direction, START, tokens=False),
     )
 
 

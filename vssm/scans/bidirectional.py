@@ -22,4 +22,4 @@ class BidirectionalScan(ScanStrategy):
 
     def build_routes(self, H: int, W: int) -> Routes:
         order = torch.arange(H * W, dtype=torch.int32)
-        return Routes(index=torch.stack([order, order.flip(0)]), merge=self.merge)
+        return Routes(index=torch.stack([order, order.flip(0)]))

@@ -22,4 +22,4 @@ class CrossScan(ScanStrategy):
     def build_routes(self, H: int, W: int) -> Routes:
         grid = raster_grid(H, W)
         raster, column = grid.reshape(-1), grid.t().reshape(-1)
-        return Routes(index=torch.stack([raster, column, raster.flip(0), column.flip(0)]), merge=self.merge)
+        return Routes(index=torch.stack([raster, column, raster.flip(0), column.flip(0)]))

@@ -90,7 +90,7 @@ class HilbertScan(ScanStrategy):
         return 4
 
     def build_routes(self, H: int, W: int) -> Routes:
-        return Routes(index=_four_routes(gilbert_order(H, W), gilbert_order(W, H), W, H), merge=self.merge)
+        return Routes(index=_four_routes(gilbert_order(H, W), gilbert_order(W, H), W, H))
 
 
 @register_scan("hilbert_quadtree")
@@ -102,4 +102,4 @@ class HilbertQuadtreeScan(ScanStrategy):
         return 4
 
     def build_routes(self, H: int, W: int) -> Routes:
-        return Routes(index=_four_routes(quadtree_order(H, W), quadtree_order(W, H), W, H), merge=self.merge)
+        return Routes(index=_four_routes(quadtree_order(H, W), quadtree_order(W, H), W, H))

@@ -114,7 +114,7 @@ class MultiHeadScan(ScanStrategy):
     def build_routes(self, H: int, W: int) -> Routes:
         index = torch.cat([pattern_routes(p, H, W) for p in self.patterns])
         group = torch.arange(self.heads, dtype=torch.int32).repeat_interleave(4)
-        return Routes(index=index, u_group=group, merge=self.merge)
+        return Routes(index=index, u_group=group)
 
     def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
         return RouteAttention(self.heads)
@@ -124,7 +124,7 @@ class MultiHeadScan(ScanStrategy):
         key = (H, W, str(device), middle_token)
         if key not in self._per_route:
             shared = self.routes(H, W, device, middle_token)
-            self._per_route[key] = Routes(index=shared.index, merge=self.merge)
+            self._per_route[key] = Routes(index=shared.index)
         return self._per_route[key]
 
     def forward(

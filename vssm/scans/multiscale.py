@@ -56,7 +56,7 @@ class MultiScaleScan(ScanStrategy):
         full = torch.arange(H * W, dtype=torch.int32)
         T = max(full.numel(), chained.numel())
         pad = lambda r: torch.cat([r, r.new_full((T - r.numel(),), -1)])  # noqa: E731
-        return Routes(index=torch.stack([pad(full), pad(chained)]), merge=self.merge)
+        return Routes(index=torch.stack([pad(full), pad(chained)]))
 
     def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
         return Downsample(dim)

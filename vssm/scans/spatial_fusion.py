@@ -52,7 +52,7 @@ class SpatialFusionScan(ScanStrategy):
         return 1
 
     def build_routes(self, H: int, W: int) -> Routes:
-        return Routes(index=torch.arange(H * W, dtype=torch.int32)[None], merge=self.merge)
+        return Routes(index=torch.arange(H * W, dtype=torch.int32)[None])
 
     def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
         return StateFusion(dim * d_state)

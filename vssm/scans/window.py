@@ -44,4 +44,4 @@ class WindowScan(ScanStrategy):
 
     def build_routes(self, H: int, W: int) -> Routes:
         rows, cols = window_order(H, W, self.size), window_order(H, W, self.size, column=True)
-        return Routes(index=torch.stack([rows, cols, rows.flip(0), cols.flip(0)]), merge=self.merge)
+        return Routes(index=torch.stack([rows, cols, rows.flip(0), cols.flip(0)]))

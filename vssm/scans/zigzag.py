@@ -71,7 +71,7 @@ class ZigzagScan(ScanStrategy):
         rows, cols = row_snake(H, W), column_snake(H, W)
         index = torch.stack([rows, rows.flip(0), cols, cols.flip(0)])
         param_index = torch.arange(H * W, dtype=torch.int32).expand(4, -1).contiguous() if self.raster_params else None
-        return Routes(index=index, param_index=param_index, direction=step_directions(index, W), merge=self.merge)
+        return Routes(index=index, param_index=param_index, direction=step_directions(index, W))
 
     def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
         return DirectionBias(d_state) if self.direction_bias else None
