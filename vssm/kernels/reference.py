@@ -53,7 +53,7 @@ def selective_scan_reference(
 ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
     """The oracle. Shapes as in :func:`vssm.kernels.selective_scan`; hidden is (batch, L, K, dim, N)."""
     routes = as_routes(routes)
-    sizes = check_inputs(u, delta, A, B, C, D, delta_bias, z, routes, merge)
+    sizes = check_inputs(u, delta, A, B, C, D, delta_bias, z, routes, merge, out_dtype=out_dtype)
     dtype = compute_dtype(u.dtype)
     groups = route_groups(routes, sizes.u_slots, u.device).tolist()
     index = routes.index.tolist()

@@ -2,38 +2,69 @@
 
 A route table says, for each route ``k`` and scan step ``t``, which token (raster index
 ``p = h * W + w``) the step visits; ``-1`` is a padding step that leaves the state unchanged
-and writes nothing.
+and writes nothing. How the routes' outputs are merged is the strategy's choice, passed to
+``selective_scan(merge=...)``; a :class:`Routes` carries tables only.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import torch
 
 MERGES = ("sum", "mean", "none")
+TABLE_DTYPES = (torch.int32, torch.int64)
+
+
+def check_table(name: str, table: Any, shape: Optional[Sequence[int]], text: str) -> None:
+    """``table`` must be an int32/int64 tensor of ``shape`` (None: any (K, T) with K >= 1); ValueError otherwise."""
+    if not isinstance(table, torch.Tensor):
+        raise ValueError(f"{name}: got {type(table).__name__}, expected an int32 or int64 tensor {text}")
+    if table.dtype not in TABLE_DTYPES:
+        raise ValueError(f"{name}: got dtype {table.dtype}, expected torch.int32 or torch.int64 {text}")
+    got = tuple(table.shape)
+    if shape is None:
+        if table.dim() != 2:
+            raise ValueError(f"{name}: got shape {got} (rank {table.dim()}), expected rank 2 {text}")
+        if got[0] == 0:
+            raise ValueError(f"{name}: got shape {got}, expected at least one route {text} with K >= 1")
+    elif got != tuple(shape):
+        raise ValueError(f"{name}: got shape {got}, expected {text} = {tuple(shape)}")
 
 
 @dataclass(frozen=True)
 class Routes:
-    """Route tables for one grid size.
+    """Route tables for one grid size; every table is int32 or int64 (checked at construction).
 
-    index:       int32 (K, T). Token read for u/z and written for the output at step t of route k.
-    param_index: int32 (K, T) or None. Token whose delta/B/C step t of route k uses; None means
-                 ``index`` (PlainMamba reorders only u and keeps delta/B/C in raster order, so its
-                 param_index is the identity ``arange(T)``).
-    u_group:     int32 (K,) or None. Which slot of u/z (axis 2) route k reads; None means slot 0
-                 when u has one slot, else slot k.
-    direction:   int64 (K, T) or None. Move that arrived at each step (0 start, 1 right, 2 left,
-                 3 up, 4 down, -1 padding), for direction-aware B; read by models, not by the kernel.
-    merge:       the strategy's merge rule ("sum", "mean" or "none").
+    index:       (K, T), K >= 1. Token read for u/z and written for the output at step t of route k.
+    param_index: (K, T) or None. Token whose delta/B/C step t of route k uses; None means ``index``
+                 (PlainMamba reorders only u and keeps delta/B/C in raster order, so its param_index
+                 is the identity ``arange(T)``).
+    u_group:     (K,) or None. Which slot of u/z (axis 2) route k reads; None means slot 0 when u has
+                 one slot, else slot k.
+    direction:   (K, T) or None. Move that arrived at each step (0 start, 1 right, 2 left, 3 up,
+                 4 down, -1 padding), for direction-aware B; read by models, not by the kernel.
+
+    Values (token and slot ranges, uniqueness) are checked by the operator on first use and cached
+    while the tables are unchanged: an in-place edit bumps a table's version counter and the next
+    call checks again. Inference tensors (made under ``torch.inference_mode``) have no version
+    counter: for them the cache is keyed on the storage address only.
     """
 
     index: torch.Tensor
     param_index: Optional[torch.Tensor] = None
     u_group: Optional[torch.Tensor] = None
     direction: Optional[torch.Tensor] = None
-    merge: str = "sum"
+
+    def __post_init__(self) -> None:
+        check_table("routes.index", self.index, None, "(K, T)")
+        K, T = self.index.shape
+        if self.param_index is not None:
+            check_table("routes.param_index", self.param_index, (K, T), "(K, T)")
+        if self.u_group is not None:
+            check_table("routes.u_group", self.u_group, (K,), "(K,)")
+        if self.direction is not None:
+            check_table("routes.direction", self.direction, (K, T), "(K, T)")
 
     @property
     def num_routes(self) -> int:
@@ -64,15 +95,24 @@ class Routes:
         return self._once(f"_range_{table}", lambda: (int(getattr(self, table).min()), int(getattr(self, table).max())))
 
     def _once(self, key: str, compute: Callable[[], Any]) -> Any:
-        """A value read from the tables (a host sync) on the first call, then kept: tables are never modified,
-        so per-call checks and schedule choices cost no sync (and a forward can be captured in a CUDA graph).
-        Not kept while torch.compile traces."""
+        """A value read from the tables (a host sync), kept until a table changes: per-call checks and schedule
+        choices then cost no sync (and a forward can be captured in a CUDA graph). Not stored while
+        torch.compile traces."""
+        stamp = self._stamp()
         known = self.__dict__.get(key)
-        if known is None:
-            known = compute()
-            if not torch.compiler.is_compiling():
-                object.__setattr__(self, key, known)
-        return known
+        if known is not None and known[0] == stamp:
+            return known[1]
+        value = compute()
+        if not torch.compiler.is_compiling():
+            object.__setattr__(self, key, (stamp, value))
+        return value
+
+    def _stamp(self) -> Tuple[Any, ...]:
+        """Identifies the tables' current contents without reading them: storage address and version counter."""
+        return tuple(
+            None if t is None else (t.data_ptr(), None if t.is_inference() else t._version)
+            for t in (self.index, self.param_index, self.u_group)
+        )
 
 
 def _tokens_unique(index: torch.Tensor, param_index: Optional[torch.Tensor]) -> bool:
@@ -92,17 +132,14 @@ RoutesLike = Union[Routes, torch.Tensor]
 
 
 def as_routes(routes: RoutesLike) -> Routes:
-    """Accept a bare (K, T) int tensor or a :class:`Routes` (or any object with ``.index``)."""
+    """A :class:`Routes` as is, or a bare int32/int64 (K, T) tensor as ``Routes(index=routes)``. Nested Python
+    lists are not converted (the operator would not know their device): TypeError."""
     if isinstance(routes, Routes):
         return routes
     if isinstance(routes, torch.Tensor):
+        check_table("routes", routes, None, "(K, T)")
         return Routes(index=routes)
-    if hasattr(routes, "index"):
-        return Routes(
-            index=routes.index,
-            param_index=getattr(routes, "param_index", None),
-            u_group=getattr(routes, "u_group", None),
-            direction=getattr(routes, "direction", None),
-            merge=getattr(routes, "merge", "sum"),
-        )
-    raise ValueError(f"routes: expected an int tensor (K, T) or a Routes object, got {type(routes).__name__}")
+    raise TypeError(
+        f"routes: got {type(routes).__name__}, expected an int32 or int64 tensor (K, T) or a vssm.kernels.Routes "
+        "(for a nested list: torch.tensor(routes, dtype=torch.int32, device=u.device))"
+    )
