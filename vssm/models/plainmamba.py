@@ -202,29 +202,36 @@ class PlainMamba(nn.Module):
 
 
 # Official checkpoint conversion --------------------------------------------------------------------
-def checkpoint_filter_fn(checkpoint: Any, model: PlainMamba) -> StateDict:
+def official_to_vssm(checkpoint: Any) -> StateDict:
     """Official PlainMamba (mmcls ``{"state_dict": {"backbone.*", "head.fc.*"}}``) -> vssm keys:
     ``backbone.`` dropped, ``ln1`` -> ``norm``, ``mamba.direction_Bs`` -> ``mamba.scan_module.direction_Bs``.
-    A square ``pos_embed`` of another grid is bicubic-resized to the model's ``grid_size`` (an addition: the
-    official mmcv ``load_checkpoint`` warns and keeps the initial ``pos_embed``; its forward resizes from the
-    built grid, as ours does). Anything left over is reported by the strict load."""
-    state = select_state_dict(checkpoint)
+    vssm's own layout passes through unchanged."""
     out: StateDict = {}
-    for key, value in state.items():
+    for key, value in select_state_dict(checkpoint).items():
         key = re.sub(r"^backbone\.", "", key)
         key = re.sub(r"^ln1\.", "norm.", key)
         key = re.sub(r"\.mamba\.direction_Bs$", ".mamba.scan_module.direction_Bs", key)
-        if key == "pos_embed" and value.shape != model.pos_embed.shape:
-            side = int(round(value.shape[1] ** 0.5))
-            if side * side != value.shape[1]:
-                raise ValueError(
-                    f"pos_embed: got shape {tuple(value.shape)} for a model of grid {model.grid_size}, expected "
-                    f"(1, {model.pos_embed.shape[1]}, C) or a square grid (1, n*n, C); a non-square grid cannot be "
-                    "inferred, so build the model with the checkpoint's img_size (inputs of any size are then "
-                    "handled by resizing pos_embed in forward)"
-                )
-            value = resample_grid_pos_embed(value, (side, side), model.grid_size)
         out[key] = value
+    return out
+
+
+def checkpoint_filter_fn(checkpoint: Any, model: PlainMamba) -> StateDict:
+    """Official PlainMamba or vssm's own state dict -> this model's keys (:func:`official_to_vssm`).
+    A square ``pos_embed`` of another grid is bicubic-resized to the model's ``grid_size`` (an addition: the
+    official mmcv ``load_checkpoint`` warns and keeps the initial ``pos_embed``; its forward resizes from the
+    built grid, as ours does). Anything left over is reported by the strict load."""
+    out = official_to_vssm(checkpoint)
+    value = out.get("pos_embed")
+    if value is not None and value.shape != model.pos_embed.shape:
+        side = math.isqrt(value.shape[1])
+        if side * side != value.shape[1]:
+            raise ValueError(
+                f"pos_embed: got shape {tuple(value.shape)} for a model of grid {model.grid_size}, expected "
+                f"(1, {model.pos_embed.shape[1]}, C) or a square grid (1, n*n, C); a non-square grid cannot be "
+                "inferred, so build the model with the checkpoint's img_size (inputs of any size are then "
+                "handled by resizing pos_embed in forward)"
+            )
+        out["pos_embed"] = resample_grid_pos_embed(value, (side, side), model.grid_size)
     return out
 
 
@@ -236,21 +243,24 @@ def _create_plainmamba(variant: str, pretrained: bool = False, **kwargs: Any) ->
     )
 
 
-def _cfg(**kwargs: Any) -> Dict[str, Any]:
+def _cfg(url: str, release: str, **kwargs: Any) -> Dict[str, Any]:
     return dict(
-        num_classes=1000, input_size=(3, 224, 224), pool_size=None, crop_pct=0.875, interpolation="bicubic",
+        url=url, num_classes=1000, input_size=(3, 224, 224), pool_size=None, crop_pct=0.875, interpolation="bicubic",
         mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, first_conv="patch_embed.stem.0", classifier="head.fc",
         license="apache-2.0", paper_ids="arXiv:2403.17695",
         paper_name="PlainMamba: Improving Non-Hierarchical Mamba in Visual Recognition",
         origin_url="https://github.com/ChenhongyiYang/PlainMamba",
-        notes=("Official ImageNet-1k weights: huggingface.co/ChenhongyiYang/PlainMamba (l1.pth, l2.pth, l3.pth), "
-               "linked from the ChenhongyiYang/PlainMamba README. Load a downloaded file with pretrained=True, "
-               "pretrained_cfg_overlay=dict(file=PATH).",),
+        notes=(f"Official ImageNet-1k release {release} (ChenhongyiYang/PlainMamba README), converted on load.",),
         **kwargs,
     )
 
 
-default_cfgs = generate_default_cfgs({"plainmamba_l1": _cfg(), "plainmamba_l2": _cfg(), "plainmamba_l3": _cfg()})
+_HF = "https://huggingface.co/ChenhongyiYang/PlainMamba/resolve/main/{}.pth"
+default_cfgs = generate_default_cfgs({
+    "plainmamba_l1.in1k": _cfg(_HF.format("l1"), "PlainMamba-L1 (l1.pth, 77.9 top-1)"),
+    "plainmamba_l2.in1k": _cfg(_HF.format("l2"), "PlainMamba-L2 (l2.pth, 81.6 top-1)"),
+    "plainmamba_l3.in1k": _cfg(_HF.format("l3"), "PlainMamba-L3 (l3.pth, 82.3 top-1)"),
+})
 
 
 @register_model

@@ -6,6 +6,7 @@ The mixer is :class:`~vssm.layers.bimamba.BiMambaMixer` (default scan ``bidirect
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -19,7 +20,7 @@ from torch import nn
 
 from ..layers.bimamba import BiMambaMixer
 from ..layers.pos_embed import resample_middle_cls_pos_embed
-from ._loading import StateDict, create_model_from_file_or_cfg, select_state_dict
+from ._loading import StateDict, create_model_from_file_or_cfg, key_summary, pickled_fields, select_state_dict
 
 
 class VimBlock(nn.Module):
@@ -197,16 +198,50 @@ _BRANCHES = {  # ours <- (forward-branch key, backward-branch key) under layers.
     "A_log": ("A_log", "A_b_log"),
     "D": ("D", "D_b"),
 }
+_VSSM_MIXER_KEY = re.compile(r"^layers\.\d+\.mixer\.x_proj_weight$")
 
 
-def checkpoint_filter_fn(checkpoint: Any, model: Vim) -> StateDict:
-    """Official Vim (``{"model": ...}``, bimamba v2) -> vssm keys: the two branches of each mixer are
-    stacked as routes (forward, backward); ``pos_embed`` is resampled (class slot kept in the middle)
-    when the model's grid differs. Needs a 2-route scan; anything left over is reported by the strict load."""
+def _is_vssm_layout(state: StateDict) -> bool:
+    """vssm's own Vim state dict (stacked routes) rather than the official one (two named branches)."""
+    return any(_VSSM_MIXER_KEY.match(k) for k in state)
+
+
+def official_patch_stride(checkpoint: Any) -> Optional[int]:
+    """The patch stride an official Vim training file was made with, read from its pickled ``args``: the
+    model name (``..._stride8_...`` for the Vim-Ti+/S+ fine-tunes) or ``input_size`` against the pos_embed
+    grid and the patch kernel. None when the file carries no args (a bare state dict)."""
+    if not isinstance(checkpoint, dict):
+        return None
+    args = pickled_fields(checkpoint.get("args"))
+    named = re.search(r"_stride(\d+)_", str(args.get("model", "")))
+    if named:
+        return int(named.group(1))
+    state = select_state_dict(checkpoint)
+    size, pos, proj = args.get("input_size"), state.get("pos_embed"), state.get("patch_embed.proj.weight")
+    if not isinstance(size, int) or pos is None or proj is None:
+        return None
+    side, kernel = math.isqrt(pos.shape[1] - 1), proj.shape[-1]
+    if side < 2 or side * side != pos.shape[1] - 1 or (size - kernel) % (side - 1):
+        return None
+    return (size - kernel) // (side - 1)
+
+
+def official_to_vssm(checkpoint: Any, patch_stride: int = 16) -> StateDict:
+    """Official Vim (``{"model": ..., "args": ...}``, bimamba v2) -> vssm keys: the two branches of each
+    mixer are stacked as routes (forward, backward). vssm's own layout passes through unchanged.
+    A file made with another patch stride than ``patch_stride`` (the "+" fine-tunes) is refused."""
     state = dict(select_state_dict(checkpoint))
-    K = model.layers[0].mixer.scan.num_routes if len(model.layers) else 2
-    if K != 2:
-        raise ValueError(f"scan: official Vim weights have 2 routes (forward, backward), the model has {K}")
+    if _is_vssm_layout(state):
+        return state
+    stride = official_patch_stride(checkpoint)
+    if stride is not None and stride != patch_stride:
+        model_name = pickled_fields(checkpoint.get("args")).get("model", "?")
+        raise ValueError(
+            f"checkpoint: an official Vim file made with patch stride {stride} (args.model {model_name!r}: a Vim-Ti+/S+ "
+            f"fine-tune), expected patch stride {patch_stride}; its pos_embed would be resampled to the stride-"
+            f"{patch_stride} grid and the logits would be wrong. Use the stride-{patch_stride} release "
+            "(vim_t_midclstok_76p1acc.pth, vim_s_midclstok_80p5acc.pth, vim_b_midclstok_81p9acc.pth)"
+        )
     out: StateDict = {}
     layer_ids = sorted({int(m.group(1)) for k in state if (m := re.match(r"^layers\.(\d+)\.mixer\.", k))})
     missing = []
@@ -220,15 +255,27 @@ def checkpoint_filter_fn(checkpoint: Any, model: Vim) -> StateDict:
             pair = [state.pop(prefix + k) for k in branch_keys]
             out[prefix + ours] = torch.cat(pair, 0) if ours.startswith("conv_") else torch.stack(pair)
     if missing:
-        raise ValueError(f"checkpoint conversion for Vim: missing keys {sorted(missing)} (each mixer needs both branches)")
-    for key, value in state.items():
-        if key == "pos_embed" and value.shape != model.pos_embed.shape:
-            M = value.shape[1] - 1
-            side = int(round(M ** 0.5))
-            if side * side != M:
-                raise ValueError(f"pos_embed: got shape {tuple(value.shape)}, expected a square grid plus one class slot")
-            value = resample_middle_cls_pos_embed(value, (side, side), model.grid_size)
-        out[key] = value
+        raise ValueError(f"checkpoint conversion for Vim: missing keys {key_summary(missing)} (each mixer needs both branches)")
+    out.update(state)
+    return out
+
+
+def checkpoint_filter_fn(checkpoint: Any, model: Vim) -> StateDict:
+    """Official Vim or vssm's own Vim state dict -> this model's keys (:func:`official_to_vssm`); ``pos_embed``
+    is resampled (class slot kept in the middle) when the model's grid differs. Official weights need a
+    2-route scan; anything left over is reported by the strict load."""
+    if not _is_vssm_layout(select_state_dict(checkpoint)):
+        K = model.layers[0].mixer.scan.num_routes if len(model.layers) else 2
+        if K != 2:
+            raise ValueError(f"scan: official Vim weights have 2 routes (forward, backward), the model has {K}")
+    out = official_to_vssm(checkpoint, patch_stride=model.patch_size)
+    value = out.get("pos_embed")
+    if value is not None and value.shape != model.pos_embed.shape:
+        M = value.shape[1] - 1
+        side = math.isqrt(M)
+        if side * side != M:
+            raise ValueError(f"pos_embed: got shape {tuple(value.shape)}, expected a square grid plus one class slot")
+        out["pos_embed"] = resample_middle_cls_pos_embed(value, (side, side), model.grid_size)
     return out
 
 
@@ -240,24 +287,24 @@ def _create_vim(variant: str, pretrained: bool = False, **kwargs: Any) -> Vim:
     )
 
 
-def _cfg(**kwargs: Any) -> Dict[str, Any]:
+def _cfg(url: str, release: str, **kwargs: Any) -> Dict[str, Any]:
     return dict(
-        num_classes=1000, input_size=(3, 224, 224), pool_size=None, crop_pct=0.875, interpolation="bicubic",
+        url=url, num_classes=1000, input_size=(3, 224, 224), pool_size=None, crop_pct=0.875, interpolation="bicubic",
         mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, first_conv="patch_embed.proj", classifier="head",
         license="apache-2.0", paper_ids="arXiv:2401.09417",
         paper_name="Vision Mamba: Efficient Visual Representation Learning with Bidirectional State Space Model",
         origin_url="https://github.com/hustvl/Vim",
-        notes=("Official ImageNet-1k weights: huggingface.co/hustvl (Vim-tiny-midclstok, Vim-small-midclstok, "
-               "Vim-base-midclstok), linked from the hustvl/Vim README. Load a downloaded file with "
-               "pretrained=True, pretrained_cfg_overlay=dict(file=PATH).",),
+        notes=(f"Official ImageNet-1k release {release} (huggingface.co/hustvl, linked from the hustvl/Vim README), "
+               "converted on load. The stride-8 '+' fine-tunes are other models and are refused.",),
         **kwargs,
     )
 
 
+_HF = "https://huggingface.co/hustvl/Vim-{}-midclstok/resolve/main/{}"
 default_cfgs = generate_default_cfgs({
-    "vim_tiny": _cfg(),
-    "vim_small": _cfg(),
-    "vim_base": _cfg(),
+    "vim_tiny.in1k": _cfg(_HF.format("tiny", "vim_t_midclstok_76p1acc.pth"), "Vim-Ti (patch stride 16, 76.1 top-1)"),
+    "vim_small.in1k": _cfg(_HF.format("small", "vim_s_midclstok_80p5acc.pth"), "Vim-S (patch stride 16, 80.5 top-1)"),
+    "vim_base.in1k": _cfg(_HF.format("base", "vim_b_midclstok_81p9acc.pth"), "Vim-B (patch stride 16, 81.9 top-1)"),
 })
 
 

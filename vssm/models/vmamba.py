@@ -307,15 +307,16 @@ _RENAMES = [
 ]
 
 
-def checkpoint_filter_fn(checkpoint: Any, model: VMamba) -> StateDict:
-    """Official VMamba (v2, v0 and the oldest v0 key names) -> vssm keys.
+def official_to_vssm(checkpoint: Any) -> StateDict:
+    """Official VMamba (v2, v0 and the oldest v0 key names) -> vssm keys; vssm's own layout passes through.
 
     Official files hold the weights under ``model`` next to a pickled config (read safely by the loader).
-    Linear weights stored as 1x1 convs are squeezed. Keys are otherwise kept, so anything the model lacks
-    or the file lacks is reported by the strict load.
+    A v0 file is told by its stem (``patch_embed.0`` without the v2 stem's ``patch_embed.5``). Linear weights
+    stored as 1x1 convs are squeezed. Keys are otherwise kept, so anything the model lacks or the file lacks
+    is reported by the strict load.
     """
     state = select_state_dict(checkpoint)
-    v0_stem = isinstance(model.patch_embed, PatchStem)
+    v0_stem = "patch_embed.0.weight" in state and "patch_embed.5.weight" not in state
     out: StateDict = {}
     for key, value in state.items():
         if v0_stem and key.startswith(("patch_embed.0.", "patch_embed.2.")):
@@ -326,6 +327,12 @@ def checkpoint_filter_fn(checkpoint: Any, model: VMamba) -> StateDict:
             value = value.flatten(1)
         out[key] = value
     return out
+
+
+def checkpoint_filter_fn(checkpoint: Any, model: VMamba) -> StateDict:
+    """Official VMamba or vssm's own state dict -> this model's keys (:func:`official_to_vssm`; VMamba has no
+    position embedding, so nothing depends on the model)."""
+    return official_to_vssm(checkpoint)
 
 
 def _input_size_overlay(img_size: Union[int, Sequence[int]], in_chans: int) -> Dict[str, Tuple[int, ...]]:
@@ -351,25 +358,32 @@ def _create_vmamba(variant: str, pretrained: bool = False, **kwargs: Any) -> VMa
     )
 
 
-def _cfg(first_conv: str, **kwargs: Any) -> Dict[str, Any]:
+def _cfg(first_conv: str, url: str, release: str, **kwargs: Any) -> Dict[str, Any]:
     return dict(
-        num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7), crop_pct=0.875, interpolation="bicubic",
+        url=url, num_classes=1000, input_size=(3, 224, 224), pool_size=(7, 7), crop_pct=0.875, interpolation="bicubic",
         mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, first_conv=first_conv, classifier="head",
         license="mit", paper_ids="arXiv:2401.10166", paper_name="VMamba: Visual State Space Model",
         origin_url="https://github.com/MzeroMiko/VMamba",
-        notes=("Official ImageNet-1k weights: GitHub releases of MzeroMiko/VMamba (links in its README). "
-               "Load a downloaded file with pretrained=True, pretrained_cfg_overlay=dict(file=PATH).",),
+        notes=(f"Official ImageNet-1k release {release} (MzeroMiko/VMamba README / assets/performance.md); the "
+               "file's 'model' weights (not 'model_ema', as the official downstream loader), converted on load.",),
         **kwargs,
     )
 
 
+_RELEASES = "https://github.com/MzeroMiko/VMamba/releases/download/%23{}/{}"
 default_cfgs = generate_default_cfgs({
-    "vmamba_tiny": _cfg("patch_embed.conv1"),
-    "vmamba_small": _cfg("patch_embed.conv1"),
-    "vmamba_base": _cfg("patch_embed.conv1"),
-    "vmamba_tiny_v0": _cfg("patch_embed.proj"),
-    "vmamba_small_v0": _cfg("patch_embed.proj"),
-    "vmamba_base_v0": _cfg("patch_embed.proj"),
+    "vmamba_tiny.in1k": _cfg("patch_embed.conv1", _RELEASES.format("v2cls", "vssm1_tiny_0230s_ckpt_epoch_264.pth"),
+                             "v2 VMamba-T[s1l8] (vmambav2v_tiny_224, 82.6 top-1)"),
+    "vmamba_small.in1k": _cfg("patch_embed.conv1", _RELEASES.format("v2cls", "vssm_small_0229_ckpt_epoch_222.pth"),
+                              "v2 VMamba-S[s2l15] (vmambav2_small_224, 83.6 top-1)"),
+    "vmamba_base.in1k": _cfg("patch_embed.conv1", _RELEASES.format("v2cls", "vssm_base_0229_ckpt_epoch_237.pth"),
+                             "v2 VMamba-B[s2l15] (vmambav2_base_224, 83.9 top-1)"),
+    "vmamba_tiny_v0.in1k": _cfg("patch_embed.proj", _RELEASES.format("v0cls", "vssmtiny_dp01_ckpt_epoch_292.pth"),
+                                "v0 Vanilla-VMamba-T (vmambav0_tiny_224, 82.2 top-1, trained without EMA)"),
+    "vmamba_small_v0.in1k": _cfg("patch_embed.proj", _RELEASES.format("v0cls", "vssmsmall_dp03_ckpt_epoch_238.pth"),
+                                 "v0 Vanilla-VMamba-S (vmambav0_small_224, 83.5 top-1)"),
+    "vmamba_base_v0.in1k": _cfg("patch_embed.proj", _RELEASES.format("v0cls", "vssmbase_dp06_ckpt_epoch_241.pth"),
+                                "v0 Vanilla-VMamba-B (vmambav0_base_224, 83.7 top-1)"),
 })
 
 _V2 = dict(d_state=1, mlp_ratio=4.0, gated=False, conv_bias=False, stem="conv", downsample="conv")
