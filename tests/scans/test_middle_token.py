@@ -37,7 +37,8 @@ def test_multiscale_builds_low_resolution_tokens_from_the_grid_only():
     mixer = SS2D(dim=dim, d_state=2, ssm_ratio=1.0, scan="multiscale")
     strategy, module, params = mixer.scan, mixer.scan_module, mixer.scan_params()
     u = torch.randn(2, L, 1, dim)
-    got = strategy.forward(u, mixer.project, params, H, W, module=module, middle_token=True)
+    plan = strategy.prepare(u, H, W, module=module, middle_token=True)
+    got = strategy.scan(plan, *mixer.project(plan.tokens), params, module=module)
 
     def one_route(tokens, k):  # plain 1-D scan of tokens (b, T, d) with parameter set k
         delta, B, C = mixer.project(tokens[:, :, None])
@@ -82,7 +83,7 @@ def test_spatial_fusion_reads_the_extra_token_state_unfused():
     u = torch.randn(1, L, 1, d)
     delta, B, C = torch.randn(1, L, 1, d), torch.randn(1, L, 1, N), torch.randn(1, L, 1, N)
     params = ScanParams(A=-torch.rand(1, d, N) - 0.5, D=torch.randn(1, d))
-    y = strategy.forward(u, lambda _: (delta, B, C), params, H, W, module=module, middle_token=True)
+    y = strategy.scan(strategy.prepare(u, H, W, middle_token=True), delta, B, C, params, module=module)
     _, hidden = selective_scan(u, delta, params.A, B, C, routes=torch.arange(L)[None], return_hidden=True)
     h_token = hidden[0, c, 0]  # (d, N): the sequence route visits the token at its position
     expected_token = (h_token * C[0, c, 0]).sum(-1) + params.D[0] * u[0, c, 0]
@@ -109,8 +110,7 @@ def test_multihead_takes_one_input_per_route():
     z = torch.randn(1, L, 1, heads * d)
     delta, B, C = torch.randn(1, L, K, d), torch.randn(1, L, K, N), torch.randn(1, L, K, N)
     params = ScanParams(A=-torch.rand(K, d, N) - 0.5, D=torch.randn(K, d), delta_bias=torch.randn(K, d))
-    project = lambda _: (delta, B, C)  # noqa: E731
-    single = strategy.forward(u, project, params, H, W, z=z, module=module)
+    single = strategy.scan(strategy.prepare(u, H, W), delta, B, C, params, z=z, module=module)
     per_route = u[:, :, 0].view(1, L, heads, d).repeat_interleave(4, dim=2)  # (1, L, K, d)
-    split = strategy.forward(per_route, project, params, H, W, z=z, module=module)
+    split = strategy.scan(strategy.prepare(per_route, H, W), delta, B, C, params, z=z, module=module)
     torch.testing.assert_close(split, single)

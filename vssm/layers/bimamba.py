@@ -25,13 +25,13 @@ route 1 = its backward branch (``*_b`` in official checkpoints).
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..scans import ScanParams, ScanStrategy, get_scan
+from ..scans import ScanParams, ScanStrategy, get_scan, param_dtype
 from .ssm_init import init_A_log, init_dt_bias, init_dt_weight, init_linear_weight
 
 
@@ -65,13 +65,12 @@ class BiMambaMixer(nn.Module):
         self.D = nn.Parameter(torch.ones(K, r))
         self.scan_module = self.scan.make_module(d_inner, d_state)
         self.out_proj = nn.Linear(d_inner, dim, bias=False)
-        self._visit_cache: Dict[Tuple[int, str], List[torch.Tensor]] = {}
 
-    def _routes(self, grid: Tuple[int, int]) -> Tuple[Tuple[int, int], bool]:
-        """The grid and middle-token flag the strategy scans for a patch grid (H, W): the 1 x (M+1) sequence for
-        ``bidirectional``, else the grid with the class token visited mid-route."""
+    def _scan_grid(self, grid: Tuple[int, int]) -> Tuple[Tuple[int, int], bool]:
+        """The grid and middle-token flag the strategy scans for a patch grid (H, W): the 1 x (M+1) sequence for a
+        strategy that ``scans_sequence`` (``bidirectional``), else the grid with the class token visited mid-route."""
         H, W = grid
-        if self.scan.name == "bidirectional":
+        if self.scan.scans_sequence:
             return (1, H * W + 1), False
         return (H, W), True
 
@@ -83,7 +82,11 @@ class BiMambaMixer(nn.Module):
         never visits are never read by it and stay 0 in its slot.
         """
         b, L, _ = x.shape
-        visits = self._visits(grid, x.device)
+        if self.scan.builds_tokens:  # one conv along the token sequence
+            visits = [torch.arange(L, device=x.device)]
+        else:
+            (H, W), middle = self._scan_grid(grid)
+            visits = self.scan.route_visits(H, W, x.device, middle)
         K, r = len(visits), self.route_dim
         per_head = K * r // self.d_inner  # routes per channel group (all K when routes scan every channel)
         weight, bias = self.conv_weight.to(x.dtype).view(K, r, 1, -1), self.conv_bias.to(x.dtype).view(K, r)
@@ -95,26 +98,6 @@ class BiMambaMixer(nn.Module):
             seq = F.pad(channels.transpose(1, 2), (self.d_conv - 1, 0))  # (b, r, T_k + d_conv - 1)
             u[:, visited, k] = F.silu(F.conv1d(seq, weight[k], bias[k], groups=r)).transpose(1, 2)
         return u
-
-    def _visits(self, grid: Tuple[int, int], device: torch.device) -> List[torch.Tensor]:
-        """Per route, the sequence positions it visits in order (padding steps dropped), checked and kept per
-        (grid, device): reading the tables is a host sync, done once rather than in every forward. A strategy that
-        builds its own tokens is convolved once along the token sequence."""
-        key = (*grid, str(device))
-        if key not in self._visit_cache:
-            self._visit_cache[key] = self._route_visits(grid, device)
-        return self._visit_cache[key]
-
-    def _route_visits(self, grid: Tuple[int, int], device: torch.device) -> List[torch.Tensor]:
-        if self.scan.builds_tokens:
-            return [torch.arange(grid[0] * grid[1] + 1, device=device)]
-        (H, W), middle = self._routes(grid)
-        table = self.scan.routes(H, W, device, middle).index.long()  # (K, T), -1 = padding step
-        visits = [row[row >= 0] for row in table]
-        for k, visited in enumerate(visits):
-            if visited.unique().numel() != visited.numel():
-                raise ValueError(f"scan: {self.scan.name!r} route {k} on {grid[0]} x {grid[1]} patches visits a token twice; the Vim mixer's per-route conv needs each token at most once per route")
-        return visits
 
     def project(self, u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """u (b, L, K or 1, D) -> delta (b, L, K, D), B and C (b, L, K, N): each route's own x_proj, dt_proj
@@ -132,11 +115,14 @@ class BiMambaMixer(nn.Module):
         x, z = self.in_proj(x).chunk(2, dim=-1)
         u = self._route_conv(x, grid)
         Ku = u.shape[2]
-        params = ScanParams(A=-torch.exp(self.A_log.float()), D=self.D.float(), delta_bias=self.dt_proj_bias.float())
-        (H, W), middle = self._routes(grid)
+        dtype = param_dtype(self.A_log.dtype)
+        params = ScanParams(A=-torch.exp(self.A_log.to(dtype)), D=self.D.to(dtype), delta_bias=self.dt_proj_bias.to(dtype))
+        (H, W), middle = self._scan_grid(grid)
         # routes that scan every channel gate in the kernel (z per route); channel groups (multihead) and a single
         # u slot (multiscale) gate the merged output
         per_route = self.route_dim == self.d_inner and Ku > 1
         z = z[:, :, None].expand(b, L, Ku, self.d_inner) if per_route else z[:, :, None]
-        y = self.scan.forward(u, self.project, params, H, W, z=z, module=self.scan_module, middle_token=middle)
+        plan = self.scan.prepare(u, H, W, module=self.scan_module, middle_token=middle)
+        delta, B, C = self.project(plan.tokens)
+        y = self.scan.scan(plan, delta, B, C, params, z=z, module=self.scan_module)
         return self.out_proj(y)

@@ -19,7 +19,7 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import nn
 
-from ..scans import ScanParams, ScanStrategy, get_scan
+from ..scans import ScanParams, ScanStrategy, get_scan, param_dtype
 from .ssm_init import init_A_log, init_dt_bias, init_dt_weight
 
 
@@ -73,10 +73,13 @@ class PlainMambaMixer(nn.Module):
         x = self.act(self.conv2d(x.transpose(1, 2).reshape(b, self.d_inner, H, W)))
         u = x.flatten(2).transpose(1, 2)[:, :, None]  # (b, L, 1, D)
         K = self.scan.num_routes
+        dtype = param_dtype(self.A_log.dtype)
         params = ScanParams(
-            A=(-torch.exp(self.A_log.float()))[None].expand(K, -1, -1),
-            D=self.D.float()[None].expand(K, -1),
-            delta_bias=self.dt_proj.bias.float()[None].expand(K, -1),
+            A=(-torch.exp(self.A_log.to(dtype)))[None].expand(K, -1, -1),
+            D=self.D.to(dtype)[None].expand(K, -1),
+            delta_bias=self.dt_proj.bias.to(dtype)[None].expand(K, -1),
         )
-        y = self.scan.forward(u, self.project, params, H, W, z=z[:, :, None], module=self.scan_module)
+        plan = self.scan.prepare(u, H, W, module=self.scan_module)
+        delta, B, C = self.project(plan.tokens)
+        y = self.scan.scan(plan, delta, B, C, params, z=z[:, :, None], module=self.scan_module)
         return self.out_proj(y)

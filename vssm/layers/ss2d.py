@@ -1,8 +1,8 @@
 """SS2D: VMamba's 2-D selective-scan mixer, generic over the scan strategy.
 
-in_proj -> depthwise conv -> SiLU -> per-token projections (x_proj, dt_proj; one parameter set per route) in
-raster order -> ``strategy.forward`` (the kernel gathers routes itself) -> out_norm -> (gated: * silu(z))
--> out_proj. Parameters are stacked per route under VMamba's names (x_proj_weight (K, R+2N, D),
+in_proj -> depthwise conv -> SiLU -> ``strategy.prepare`` -> per-token projections of the plan's tokens (x_proj,
+dt_proj; one parameter set per route) in raster order -> ``strategy.scan`` (the kernel gathers routes itself)
+-> out_norm -> (gated: * silu(z)) -> out_proj. Parameters are stacked per route under VMamba's names (x_proj_weight (K, R+2N, D),
 dt_projs_weight (K, D, R), dt_projs_bias (K, D), A_logs (K*D, N), Ds (K*D)), in the strategy's route order.
 Layout: channel-last (B, H, W, C) in and out; one permute to channel-first and back around the depthwise
 conv, none around the scan (the kernel reads channel-last rows).
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..scans import ScanParams, ScanStrategy, get_scan
+from ..scans import ScanParams, ScanStrategy, get_scan, param_dtype
 from .norms import LayerNorm
 from .ssm_init import init_A_log, init_dt_bias, init_dt_weight, init_linear_weight
 
@@ -100,10 +100,11 @@ class SS2D(nn.Module):
 
     def scan_params(self) -> ScanParams:
         K, D = self.dt_projs_bias.shape
+        dtype = param_dtype(self.A_logs.dtype)
         return ScanParams(
-            A=-torch.exp(self.A_logs.float()).view(K, D, self.d_state),
-            D=self.Ds.float().view(K, D),
-            delta_bias=self.dt_projs_bias.float(),
+            A=-torch.exp(self.A_logs.to(dtype)).view(K, D, self.d_state),
+            D=self.Ds.to(dtype).view(K, D),
+            delta_bias=self.dt_projs_bias.to(dtype),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -113,11 +114,12 @@ class SS2D(nn.Module):
         if self.gated:
             x, z = x.chunk(2, dim=-1)
         x = self.act(self.conv2d(x.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
-        tokens = x.reshape(B, H * W, 1, self.d_inner)
-        # fp32 output (VMamba's "oflex"): half-precision outputs can overflow before out_norm.
-        y = self.scan.forward(
-            tokens, self.project, self.scan_params(), H, W, module=self.scan_module, out_dtype=torch.float32
-        )
+        plan = self.scan.prepare(x.reshape(B, H * W, 1, self.d_inner), H, W, module=self.scan_module)
+        delta, B_, C_ = self.project(plan.tokens)
+        # The scan writes in out_norm's parameter dtype: float32 under autocast (VMamba's "oflex": half-precision
+        # outputs can overflow before out_norm), float64 for model.double(), bf16 for model.to(torch.bfloat16).
+        y = self.scan.scan(plan, delta, B_, C_, self.scan_params(), module=self.scan_module,
+                           out_dtype=self.out_norm.weight.dtype)
         y = self.out_norm(y).view(B, H, W, self.d_inner).to(x.dtype)
         if self.gated:
             y = y * F.silu(z)

@@ -2,43 +2,79 @@
 
 A strategy is pure index arithmetic, cached per (H, W, device). Learnable parts a paper defines
 (direction embeddings, route attention, fusion convolutions) are built by :meth:`make_module` and owned
-by the mixer, which passes them back to :meth:`forward`.
+by the mixer, which passes them in. The interface runs one way, the mixer calling the strategy:
+
+    plan = strategy.prepare(u, H, W, module=module)       # the tokens to project and the routes
+    delta, B, C = the mixer's projections of plan.tokens
+    y = strategy.scan(plan, delta, B, C, params, z=z, module=module)
+
+Route tables are built on the CPU on first use of a size and kept; ``torch.compile`` runs the building in
+Python at trace time and sees the tables as constants (``torch.compiler.assume_constant_result``), so a fresh
+model compiles with ``fullgraph=True``.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
 from ..kernels import Routes, selective_scan
 
-# project(u) -> (delta (b, L', K, d), B (b, L', K, N), C (b, L', K, N)): the mixer's per-token projections.
-Projector = Callable[[torch.Tensor], Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-
 
 @dataclass
 class ScanParams:
-    """The mixer's route-stacked SSM parameters: A (K, d, N) float32 (negative), D and delta_bias (K, d)."""
+    """The mixer's route-stacked SSM parameters: A (K, d, N) (negative), D and delta_bias (K, d), in
+    :func:`param_dtype` of the mixer's parameters."""
 
     A: torch.Tensor
     D: Optional[torch.Tensor] = None
     delta_bias: Optional[torch.Tensor] = None
 
 
+def param_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the scan takes its A, D and delta_bias in for a mixer whose parameters are ``dtype``:
+    float64 for a float64 model (the reference mode), float32 otherwise (bf16/fp16 models and autocast)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """What :meth:`ScanStrategy.prepare` hands the mixer and :meth:`ScanStrategy.scan` takes back.
+
+    tokens: (b, L', Ku, d) the tokens the mixer projects to delta (b, L', K, d), B and C (b, L', K, N): u itself,
+            u split per head (multihead), or u followed by tokens the strategy built (multiscale). When
+            1 < Ku < K, route k reads slot k // (K // Ku).
+    routes: the tables the scan runs along; H, W: the grid; middle_token: u holds one extra token (see
+            :func:`with_middle_token`).
+    """
+
+    tokens: torch.Tensor
+    routes: Routes
+    H: int
+    W: int
+    middle_token: bool = False
+
+
 class ScanStrategy(ABC):
-    """Base class. Subclasses set ``name`` (by registering), ``merge`` and implement :meth:`build_routes`."""
+    """Base class. Subclasses set ``name`` (by registering), ``merge`` and implement :meth:`build_routes`;
+    strategies that are more than a set of routes also override :meth:`prepare` and/or :meth:`scan`."""
 
     name: str = ""
     merge: str = "sum"
-    # True for strategies that build extra tokens from the H x W grid inside forward (multiscale's downsampled
+    # True for strategies that build extra tokens from the H x W grid in prepare (multiscale's downsampled
     # map): they take one u slot, so a mixer with per-route convolutions convolves once, in sequence order.
     builds_tokens: bool = False
+    # True for strategies whose routes depend only on the number of tokens (a 1-D sequence scan): a mixer with
+    # an extra token (Vim's class token) scans it in its sequence place, as a 1 x (H*W + 1) strip, rather than
+    # inserting it mid-route on the grid.
+    scans_sequence: bool = False
 
     def __init__(self) -> None:
         self._cache: Dict[Tuple[int, int, str, bool], Routes] = {}
+        self._visits: Dict[Tuple[int, int, str, bool], List[torch.Tensor]] = {}
 
     @property
     @abstractmethod
@@ -49,6 +85,7 @@ class ScanStrategy(ABC):
     def build_routes(self, H: int, W: int) -> Routes:
         """Route tables for an H x W grid, on the CPU."""
 
+    @torch.compiler.assume_constant_result
     def routes(self, H: int, W: int, device: Optional[torch.device] = None, middle_token: bool = False) -> Routes:
         """Cached :meth:`build_routes` on ``device``: the second call for a size allocates nothing.
         ``middle_token``: the tables over H*W + 1 tokens of :func:`with_middle_token` (Vim's class token)."""
@@ -58,19 +95,31 @@ class ScanStrategy(ABC):
         key = (H, W, str(device), middle_token)
         cached = self._cache.get(key)
         if cached is None:
-            # Small integer arithmetic: one thread is fastest, and immune to OpenMP oversubscription
-            # (on a busy 2-core machine multi-threaded index ops ran 100x slower).
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                built = self.build_routes(H, W)
-                if middle_token:
-                    built = with_middle_token(built, H * W)
-            finally:
-                torch.set_num_threads(threads)
+            built = self.build_routes(H, W)
+            if middle_token:
+                built = with_middle_token(built, H * W)
             cached = _to_device(built, device)
             self._cache[key] = cached
         return cached
+
+    @torch.compiler.assume_constant_result
+    def route_visits(
+        self, H: int, W: int, device: Optional[torch.device] = None, middle_token: bool = False
+    ) -> List[torch.Tensor]:
+        """Per route, the int64 token positions it visits in order (padding steps dropped), kept per size like
+        :meth:`routes` (reading the tables is a host sync, done once). Raises if a route visits a token twice:
+        per-route operations along a route's tokens (Vim's causal convolutions) need each token at most once."""
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        key = (H, W, str(device), middle_token)
+        if key not in self._visits:
+            table = self.routes(H, W, device, middle_token).index.long()  # (K, T), -1 = padding step
+            visits = [row[row >= 0] for row in table]
+            for k, visited in enumerate(visits):
+                if visited.unique().numel() != visited.numel():
+                    raise ValueError(f"scan: {self.name!r} route {k} on {H} x {W} visits a token twice; a per-route "
+                                     "operation along its tokens needs each token at most once per route")
+            self._visits[key] = visits
+        return self._visits[key]
 
     def route_dim(self, dim: int) -> int:
         """Channels each route scans when the mixer has ``dim`` (multi-head scans split them)."""
@@ -80,34 +129,32 @@ class ScanStrategy(ABC):
         """Learnable parts the paper defines for this scan (owned by the mixer); None if there are none."""
         return None
 
-    def forward(
+    def prepare(
+        self, u: torch.Tensor, H: int, W: int, *, module: Optional[nn.Module] = None, middle_token: bool = False
+    ) -> ScanPlan:
+        """The raster tokens u (b, H*W, Ku, d) -> the plan: tokens to project and the routes to scan.
+        With ``middle_token``, u holds H*W + 1 tokens: the grid in raster order with one extra token at index
+        (H*W) // 2, visited at the middle step of every route (:func:`with_middle_token`)."""
+        return ScanPlan(u, self.routes(H, W, u.device, middle_token), H, W, middle_token)
+
+    def scan(
         self,
-        u: torch.Tensor,
-        project: Projector,
+        plan: ScanPlan,
+        delta: torch.Tensor,
+        B: torch.Tensor,
+        C: torch.Tensor,
         params: ScanParams,
-        H: int,
-        W: int,
         *,
         z: Optional[torch.Tensor] = None,
         module: Optional[nn.Module] = None,
         delta_softplus: bool = True,
         out_dtype: Optional[torch.dtype] = None,
-        middle_token: bool = False,
     ) -> torch.Tensor:
-        """Scan the raster tokens u (b, H*W, Ku, d) along this strategy's routes; returns (b, H*W, d).
-        With ``middle_token``, u holds H*W + 1 tokens: the grid in raster order with one extra token at index
-        (H*W) // 2, visited at the middle step of every route (:func:`with_middle_token`).
-
-        ``project`` receives u with Ku slots; when 1 < Ku < K, route k reads slot k // (K // Ku).
-
-        Subclasses that are more than a set of routes (multi-scale, state fusion, route attention)
-        override this and keep the same signature.
-        """
-        delta, B, C = project(u)
+        """Scan ``plan.tokens`` with the mixer's delta (b, L', K, d), B, C (b, L', K, N) along the plan's routes;
+        z (b, H*W [+ 1], Ku, d) gates. Returns (b, H*W [+ 1], d) in ``out_dtype`` (default the tokens' dtype)."""
         return selective_scan(
-            u, delta, params.A, B, C, params.D, params.delta_bias, z,
-            routes=self.routes(H, W, u.device, middle_token), delta_softplus=delta_softplus, merge=self.merge,
-            out_dtype=out_dtype,
+            plan.tokens, delta, params.A, B, C, params.D, params.delta_bias, z,
+            routes=plan.routes, delta_softplus=delta_softplus, merge=self.merge, out_dtype=out_dtype,
         )
 
     def __repr__(self) -> str:
@@ -204,9 +251,9 @@ def merge_tokens(y: torch.Tensor, routes: Routes, length: int) -> torch.Tensor:
     return y.new_zeros(y.shape[0], length, y.shape[-1]).index_add_(1, index[keep], values)
 
 
-def require_single_u_slot(name: str, u: torch.Tensor, z: Optional[torch.Tensor]) -> None:
+def require_single_u_slot(name: str, u: Optional[torch.Tensor], z: Optional[torch.Tensor] = None) -> None:
     """Strategies with hooks read one shared u (and z) slot."""
-    if u.shape[2] != 1:
+    if u is not None and u.shape[2] != 1:
         raise ValueError(f"u: got shape {tuple(u.shape)}, the {name!r} scan expects one u slot (b, L, 1, d)")
     if z is not None and z.shape[2] != 1:
         raise ValueError(f"z: got shape {tuple(z.shape)}, the {name!r} scan expects one z slot (b, L, 1, d)")

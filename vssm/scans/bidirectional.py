@@ -1,7 +1,7 @@
 """Vim bidirectional scan: the raster sequence and its reverse; merge = mean.
 
-Works on any 1-D sequence: ``routes(1, L)``. Placing a class token (Vim puts it in the middle) is the
-model's job.
+Works on any 1-D sequence: ``routes(1, L)`` (``scans_sequence``: a mixer scans a class token in its sequence
+place). Placing a class token (Vim puts it in the middle) is the model's job.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .registry import register_scan
 @register_scan("bidirectional")
 class BidirectionalScan(ScanStrategy):
     merge = "mean"
+    scans_sequence = True
 
     @property
     def num_routes(self) -> int:

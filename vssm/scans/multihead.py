@@ -10,7 +10,7 @@ times ReLU(CV - t), CV = std over routes / (mean over routes of (y - min over ro
 scalar per head (init 0); heads are concatenated.
 
 Mixers size their per-route projections with :meth:`route_dim` (dim / heads channels per route, no channel
-expansion) and the u passed to ``project`` has one slot per head: (b, L, heads, dim / heads).
+expansion) and the plan's tokens have one slot per head: (b, L, heads, dim / heads).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..kernels import Routes, selective_scan
-from .base import Projector, ScanParams, ScanStrategy, raster_grid, require_single_u_slot
+from .base import ScanParams, ScanPlan, ScanStrategy, raster_grid, require_single_u_slot
 from .registry import register_scan
 from .zigzag import column_snake, row_snake
 
@@ -119,42 +119,45 @@ class MultiHeadScan(ScanStrategy):
     def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
         return RouteAttention(self.heads)
 
-    def _per_route_routes(self, H: int, W: int, device: torch.device, middle_token: bool) -> Routes:
+    @torch.compiler.assume_constant_result
+    def per_route_routes(self, H: int, W: int, device: torch.device, middle_token: bool = False) -> Routes:
         """The same tables with route k reading u slot k (inputs already split per route), kept per size."""
         key = (H, W, str(device), middle_token)
         if key not in self._per_route:
-            shared = self.routes(H, W, device, middle_token)
-            self._per_route[key] = Routes(index=shared.index)
+            self._per_route[key] = Routes(index=self.routes(H, W, device, middle_token).index)
         return self._per_route[key]
 
-    def forward(
+    def prepare(
+        self, u: torch.Tensor, H: int, W: int, *, module: Optional[nn.Module] = None, middle_token: bool = False
+    ) -> ScanPlan:
+        """u (b, L, 1, heads * d): one input, each head's routes scan its d channels (tokens (b, L, heads, d)); or
+        u (b, L, K, d): one input per route already (Vim's per-route convolutions), route k reading slot k."""
+        b, L, slots, dim = u.shape
+        if slots == self.num_routes:
+            return ScanPlan(u, self.per_route_routes(H, W, u.device, middle_token), H, W, middle_token)
+        require_single_u_slot(self.name, u)
+        tokens = u.reshape(b, L, self.heads, self.route_dim(dim))
+        return ScanPlan(tokens, self.routes(H, W, u.device, middle_token), H, W, middle_token)
+
+    def scan(
         self,
-        u: torch.Tensor,
-        project: Projector,
+        plan: ScanPlan,
+        delta: torch.Tensor,
+        B: torch.Tensor,
+        C: torch.Tensor,
         params: ScanParams,
-        H: int,
-        W: int,
         *,
         z: Optional[torch.Tensor] = None,
         module: Optional[nn.Module] = None,
         delta_softplus: bool = True,
         out_dtype: Optional[torch.dtype] = None,
-        middle_token: bool = False,
     ) -> torch.Tensor:
-        """u (b, L, 1, heads * d): one input, each head's routes scan its d channels; or u (b, L, K, d): one input
-        per route already (Vim's per-route convolutions), route k reading slot k. z: (b, L, 1, heads * d)."""
-        b, L, slots, dim = u.shape
-        if slots == self.num_routes:
-            require_single_u_slot(self.name, u[:, :, :1], z)
-            routes = self._per_route_routes(H, W, u.device, middle_token)
-        else:
-            require_single_u_slot(self.name, u, z)
-            u = u.reshape(b, L, self.heads, self.route_dim(dim))
-            routes = self.routes(H, W, u.device, middle_token)
-        delta, B, C = project(u)
+        """Per-route outputs combined by the route attention ``module``, then gated by z (b, L, 1, heads * d)."""
+        require_single_u_slot(self.name, None, z)
+        b, L = plan.tokens.shape[:2]
         y = selective_scan(
-            u, delta, params.A, B, C, params.D, params.delta_bias,
-            routes=routes, delta_softplus=delta_softplus, merge="none", out_dtype=out_dtype,
+            plan.tokens, delta, params.A, B, C, params.D, params.delta_bias,
+            routes=plan.routes, delta_softplus=delta_softplus, merge="none", out_dtype=out_dtype,
         )
         y = module(y.view(b, L, self.heads, 4, -1))
         if z is not None:

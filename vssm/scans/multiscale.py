@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import Routes, selective_scan
-from .base import (Projector, ScanParams, ScanStrategy, join_middle_token, raster_grid, require_single_u_slot,
+from .base import (ScanParams, ScanPlan, ScanStrategy, join_middle_token, raster_grid, require_single_u_slot,
                    split_middle_token)
 from .registry import register_scan
 
@@ -61,35 +61,43 @@ class MultiScaleScan(ScanStrategy):
     def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
         return Downsample(dim)
 
-    def forward(
+    def prepare(
+        self, u: torch.Tensor, H: int, W: int, *, module: Optional[nn.Module] = None, middle_token: bool = False
+    ) -> ScanPlan:
+        """u (b, L, 1, d) -> tokens (b, L + h*w, 1, d): u followed by the ``module``'s low-resolution map."""
+        require_single_u_slot(self.name, u)
+        b, _, _, dim = u.shape
+        grid = split_middle_token(u[:, :, 0], H, W)[0] if middle_token else u[:, :, 0]
+        low = module(grid.transpose(1, 2).reshape(b, dim, H, W))  # (b, d, h, w)
+        tokens = torch.cat([u, low.flatten(2).transpose(1, 2)[:, :, None]], dim=1)
+        return ScanPlan(tokens, self.routes(H, W, u.device, middle_token), H, W, middle_token)
+
+    def scan(
         self,
-        u: torch.Tensor,
-        project: Projector,
+        plan: ScanPlan,
+        delta: torch.Tensor,
+        B: torch.Tensor,
+        C: torch.Tensor,
         params: ScanParams,
-        H: int,
-        W: int,
         *,
         z: Optional[torch.Tensor] = None,
         module: Optional[nn.Module] = None,
         delta_softplus: bool = True,
         out_dtype: Optional[torch.dtype] = None,
-        middle_token: bool = False,
     ) -> torch.Tensor:
-        require_single_u_slot(self.name, u, z)
-        b, L, _, dim = u.shape
-        grid = split_middle_token(u[:, :, 0], H, W)[0] if middle_token else u[:, :, 0]
-        h, w = low_resolution(H, W)
-        low = module(grid.transpose(1, 2).reshape(b, dim, H, W))  # (b, d, h, w)
-        tokens = torch.cat([u, low.flatten(2).transpose(1, 2)[:, :, None]], dim=1)
-        delta, B, C = project(tokens)
+        """Full-resolution route output plus the upsampled low-resolution one, gated by z (b, L, 1, d)."""
+        require_single_u_slot(self.name, None, z)
+        H, W = plan.H, plan.W
+        L = H * W + plan.middle_token
+        b, _, _, dim = plan.tokens.shape
         y = selective_scan(
-            tokens, delta, params.A, B, C, params.D, params.delta_bias,
-            routes=self.routes(H, W, u.device, middle_token), delta_softplus=delta_softplus, merge="none",
-            out_dtype=out_dtype,
+            plan.tokens, delta, params.A, B, C, params.D, params.delta_bias,
+            routes=plan.routes, delta_softplus=delta_softplus, merge="none", out_dtype=out_dtype,
         )
+        h, w = low_resolution(H, W)
         coarse = y[:, L:, 1].transpose(1, 2).reshape(b, dim, h, w)
         up = F.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False).flatten(2).transpose(1, 2)
-        if middle_token:  # the extra token's output from route 1 (route 0's is added below)
+        if plan.middle_token:  # the extra token's output from route 1 (route 0's is added below)
             c = (H * W) // 2
             up = join_middle_token(up, y[:, c:c + 1, 1])
         out = y[:, :L, 0] + up

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import Routes, selective_scan
-from .base import Projector, ScanParams, ScanStrategy, join_middle_token, require_single_u_slot, split_middle_token
+from .base import ScanParams, ScanPlan, ScanStrategy, join_middle_token, require_single_u_slot, split_middle_token
 from .registry import register_scan
 
 DILATIONS = (1, 3, 5)
@@ -57,37 +57,45 @@ class SpatialFusionScan(ScanStrategy):
     def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
         return StateFusion(dim * d_state)
 
-    def forward(
+    def prepare(
+        self, u: torch.Tensor, H: int, W: int, *, module: Optional[nn.Module] = None, middle_token: bool = False
+    ) -> ScanPlan:
+        require_single_u_slot(self.name, u)
+        return super().prepare(u, H, W, module=module, middle_token=middle_token)
+
+    def scan(
         self,
-        u: torch.Tensor,
-        project: Projector,
+        plan: ScanPlan,
+        delta: torch.Tensor,
+        B: torch.Tensor,
+        C: torch.Tensor,
         params: ScanParams,
-        H: int,
-        W: int,
         *,
         z: Optional[torch.Tensor] = None,
         module: Optional[nn.Module] = None,
         delta_softplus: bool = True,
         out_dtype: Optional[torch.dtype] = None,
-        middle_token: bool = False,
     ) -> torch.Tensor:
-        require_single_u_slot(self.name, u, z)
+        """States of the raster scan fused on the grid by ``module``, then y = C·h + D·u, gated by z (b, L, 1, d);
+        computed in the states' dtype (float32, float64 for float64 tokens)."""
+        require_single_u_slot(self.name, None, z)
+        u, H, W = plan.tokens, plan.H, plan.W
         b, L, _, dim = u.shape
-        delta, B, C = project(u)
         N = params.A.shape[-1]
         _, hidden = selective_scan(
             u, delta, params.A, B, C, None, params.delta_bias,
-            routes=self.routes(H, W, u.device, middle_token), delta_softplus=delta_softplus, return_hidden=True,
+            routes=plan.routes, delta_softplus=delta_softplus, return_hidden=True,
         )
         states = hidden[:, :, 0]  # (b, L, d, N)
-        grid, token = split_middle_token(states, H, W) if middle_token else (states, None)
+        grid, token = split_middle_token(states, H, W) if plan.middle_token else (states, None)
         grid = grid.reshape(b, H, W, dim * N).permute(0, 3, 1, 2)
         fused = module(grid).permute(0, 2, 3, 1).reshape(b, H * W, dim, N)
-        if middle_token:  # the extra token has no place on the grid: its state is used as scanned
+        if plan.middle_token:  # the extra token has no place on the grid: its state is used as scanned
             fused = join_middle_token(fused, token)
-        y = torch.einsum("bldn,bln->bld", fused, C[:, :, 0].float())
+        dtype = states.dtype
+        y = torch.einsum("bldn,bln->bld", fused, C[:, :, 0].to(dtype))
         if params.D is not None:
-            y = y + params.D[0] * u[:, :, 0].float()
+            y = y + params.D[0].to(dtype) * u[:, :, 0].to(dtype)
         if z is not None:
-            y = y * F.silu(z[:, :, 0].float())
+            y = y * F.silu(z[:, :, 0].to(dtype))
         return y.to(out_dtype or u.dtype)

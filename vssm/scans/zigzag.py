@@ -15,8 +15,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..kernels import Routes, selective_scan
-from .base import Projector, ScanParams, ScanStrategy, raster_grid, step_directions
+from ..kernels import Routes
+from .base import ScanParams, ScanPlan, ScanStrategy, raster_grid, step_directions
 from .registry import register_scan
 
 
@@ -76,25 +76,20 @@ class ZigzagScan(ScanStrategy):
     def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
         return DirectionBias(d_state) if self.direction_bias else None
 
-    def forward(
+    def scan(
         self,
-        u: torch.Tensor,
-        project: Projector,
+        plan: ScanPlan,
+        delta: torch.Tensor,
+        B: torch.Tensor,
+        C: torch.Tensor,
         params: ScanParams,
-        H: int,
-        W: int,
         *,
         z: Optional[torch.Tensor] = None,
         module: Optional[nn.Module] = None,
         delta_softplus: bool = True,
         out_dtype: Optional[torch.dtype] = None,
-        middle_token: bool = False,
     ) -> torch.Tensor:
-        routes = self.routes(H, W, u.device, middle_token)
-        delta, B, C = project(u)
+        """The base scan with the direction table's rows added to B (when the mixer owns a module)."""
         if module is not None:
-            B = module(B, routes)
-        return selective_scan(
-            u, delta, params.A, B, C, params.D, params.delta_bias, z,
-            routes=routes, delta_softplus=delta_softplus, merge=self.merge, out_dtype=out_dtype,
-        )
+            B = module(B, plan.routes)
+        return super().scan(plan, delta, B, C, params, z=z, delta_softplus=delta_softplus, out_dtype=out_dtype)
