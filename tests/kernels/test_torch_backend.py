@@ -4,7 +4,8 @@ import itertools
 import pytest
 import torch
 
-from vssm.kernels import Routes, selective_scan, selective_scan_reference
+from vssm.kernels import KernelConfig, Routes, selective_scan, selective_scan_reference
+from vssm.kernels.checks import ScanSizes
 
 from .scan_inputs import as_float64, assert_close, random_problem
 
@@ -74,14 +75,18 @@ def test_out_dtype():
     assert_close(out, ref, torch.float32)
 
 
-def test_long_sequence_spans_several_chunks(monkeypatch):
-    """Chunk boundaries (state carried across chunks) forward and backward."""
+@pytest.mark.parametrize("config", [KernelConfig(chunk=7), KernelConfig(torch_chunk_elements=2 * 2 * 3 * 4 * 7)],
+                         ids=["chunk", "elements"])
+def test_long_sequence_spans_several_chunks(config):
+    """Chunk boundaries (state carried across chunks) forward and backward: chunks of 7 steps, asked for
+    directly or through the work-tensor budget (batch 2 x K 2 x dim 3 x N 4 elements a step)."""
     from vssm.kernels import torch_scan
 
-    monkeypatch.setattr(torch_scan, "_CHUNK_ELEMENTS", 2 * 2 * 3 * 4 * 7)  # chunks of 7 steps
     p = random_problem(K=2, L=23, dim=3, N=4, dtype=torch.float64)
+    sizes = ScanSizes(2, 23, 2, 2, 3, 4, p.routes.index.shape[1])
+    assert torch_scan.plan(config, sizes, False, False).chunk == 7
     args = [t.requires_grad_() for t in p.float_args()]
-    out = selective_scan(*p.args(), routes=p.routes, backend="torch")
+    out = selective_scan(*p.args(), routes=p.routes, backend="torch", config=config)
     ref = selective_scan_reference(*p.args(), routes=p.routes)
     assert_close(out, ref, torch.float64)
     weights = torch.randn_like(out)

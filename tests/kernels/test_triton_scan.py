@@ -1,13 +1,15 @@
 """Triton backend vs the float64 reference: on the CPU under TRITON_INTERPRET=1 at tiny shapes (CI), and on
-CUDA (marked gpu) at real sizes, all dtypes, poisoned outputs and bit-identical reruns."""
+CUDA (marked gpu) at real sizes, all dtypes, poisoned outputs and bit-identical reruns. Kernel variants are
+chosen per call (KernelConfig); the offsets into the large buffers are checked in int64 at benchmark sizes."""
 import os
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from vssm.kernels import BACKENDS, Routes, as_routes, selective_scan, selective_scan_reference
+from vssm.kernels import BACKENDS, KernelConfig, Routes, as_routes, kernel_config, selective_scan, selective_scan_reference
 from vssm.kernels import triton_scan
+from vssm.kernels.checks import ScanSizes
 
 from .scan_inputs import TOLERANCES, as_float64, assert_close, random_problem
 
@@ -18,12 +20,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def grads_of(p, merge, backend, weights=None, return_hidden=False):
+def grads_of(p, merge, backend, weights=None, return_hidden=False, config=None):
     inputs = [t.detach().clone().requires_grad_() for t in p.float_args()]
     present = [t is not None for t in p.args()]
     it = iter(inputs)
     args = [next(it) if keep else None for keep in present]
-    out = selective_scan(*args, routes=p.routes, merge=merge, backend=backend, return_hidden=return_hidden)
+    out = selective_scan(*args, routes=p.routes, merge=merge, backend=backend, return_hidden=return_hidden,
+                         config=config)
     if return_hidden:
         out, hidden = out
     weights = torch.randn_like(out, dtype=torch.float64) if weights is None else weights
@@ -54,10 +57,9 @@ def test_forward_and_backward_match_reference(case):
         assert_close(g, r, torch.float32)
 
 
-def test_several_chunks_and_hidden_states(monkeypatch):
-    monkeypatch.setattr(triton_scan, "CHUNK", 4)
+def test_several_chunks_and_hidden_states():
     p = random_problem(batch=1, L=10, K=2, dim=3, N=2, device=DEVICE)
-    out, grads, weights = grads_of(p, "sum", "triton", return_hidden=True)
+    out, grads, weights = grads_of(p, "sum", "triton", return_hidden=True, config=KernelConfig(chunk=4))
     ref_out, ref_grads, _ = grads_of(as_float64(p), "sum", "reference", weights, return_hidden=True)
     assert_close(out, ref_out, torch.float32)
     for g, r in zip(grads, ref_grads):
@@ -65,25 +67,26 @@ def test_several_chunks_and_hidden_states(monkeypatch):
 
 
 @pytest.mark.parametrize("repeat", [False, True], ids=["chunk-parallel", "repeated-tokens"])
-def test_chunk_parallel_and_sequential_paths(monkeypatch, repeat):
+def test_chunk_parallel_and_sequential_paths(repeat):
     """Routes without repeated tokens run chunk-parallel (states per chunk, carry, outputs); routes with
     repeats walk each route in one program. Both must equal the reference across chunk boundaries."""
-    monkeypatch.setattr(triton_scan, "CHUNK", 4)
     p = random_problem(batch=2, L=14, K=2, dim=3, N=3, device=DEVICE, repeat=repeat, with_z=True)
     assert as_routes(p.routes).tokens_unique() is not repeat
-    out, grads, weights = grads_of(p, "none", "triton")
+    out, grads, weights = grads_of(p, "none", "triton", config=KernelConfig(chunk=4, tile_forward=False))
     ref_out, ref_grads, _ = grads_of(as_float64(p), "none", "reference", weights)
     assert_close(out, ref_out, torch.float32)
     for g, r in zip(grads, ref_grads):
         assert_close(g, r, torch.float32)
 
 
-def tiles_on(monkeypatch, chunked: bool = False, chunk: int = 4) -> None:
-    """Route the calls to the tile-parallel kernels, at tiles of ``chunk`` steps, one program per chunk
-    (``chunked``) or per whole route."""
-    monkeypatch.setattr(triton_scan, "TILES", True)
-    monkeypatch.setattr(triton_scan, "PARALLEL_PROGRAMS", 10**9 if chunked else 1)
-    monkeypatch.setattr(triton_scan, "CHUNK", chunk)
+def sizes_of(p) -> ScanSizes:
+    routes = as_routes(p.routes)
+    b, L, u_slots, d = p.u.shape
+    return ScanSizes(b, L, routes.num_routes, u_slots, d, p.A.shape[2], routes.num_steps)
+
+
+# (forward kernels, backward kernels): the default pairs tile forward with per-step backward
+KERNEL_PAIRS = [("tiles", "steps"), ("tiles", "tiles"), ("steps", "tiles")]
 
 
 TILE_CASES = [
@@ -95,13 +98,14 @@ TILE_CASES = [
 ]
 
 
+@pytest.mark.parametrize("pair", KERNEL_PAIRS, ids=lambda p: "-".join(p))
 @pytest.mark.parametrize("chunked", [False, True], ids=["whole-route", "chunk-parallel"])
 @pytest.mark.parametrize("case", TILE_CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
-def test_tile_schedule_matches_reference(monkeypatch, case, chunked):
+def test_tile_schedule_matches_reference(case, chunked, pair):
     """Tiles across a route (L 10 + padding in tiles of 4 steps: a partial last tile), with and without
     padding steps, hidden states, z, D, bias and a separate parameter table; whole routes per program and one
-    chunk per program (tile-parallel chunk summaries, then the carry passes)."""
-    tiles_on(monkeypatch, chunked)
+    chunk per program (tile-parallel chunk summaries, then the carry passes); tile and per-step kernels mixed
+    between forward and backward (both read the same saved states)."""
     case = dict(case)
     merge, hidden = case.pop("merge"), case.pop("hidden", False)
     p = random_problem(batch=2, L=10, dim=5, device=DEVICE, repeat=False, **case)
@@ -114,52 +118,98 @@ def test_tile_schedule_matches_reference(monkeypatch, case, chunked):
         p.routes = Routes(index=index, param_index=pidx)
     routes = as_routes(p.routes)
     assert routes.tokens_unique()
-    sizes = (2, 10, routes.num_routes, 5, p.A.shape[2], routes.num_steps)
-    plan = triton_scan._schedule(SimpleNamespace(sizes=sizes, routes_unique=True))
-    assert plan.tiles and plan.chunked is chunked
-    out, grads, weights = grads_of(p, merge, "triton", return_hidden=hidden)
+    config = KernelConfig(chunk=4, chunk_parallel=chunked, tile_forward=pair[0] == "tiles",
+                          tile_backward=pair[1] == "tiles")
+    plan = triton_scan.plan(config, sizes_of(p), True, routes.covers(10))
+    assert (plan.fwd_tiles, plan.bwd_tiles) == (pair[0] == "tiles", pair[1] == "tiles")
+    assert plan.fwd_chunked is chunked and plan.bwd_chunked is chunked
+    out, grads, weights = grads_of(p, merge, "triton", return_hidden=hidden, config=config)
     ref_out, ref_grads, _ = grads_of(as_float64(p), merge, "reference", weights, return_hidden=hidden)
     assert_close(out, ref_out, torch.float32)
     for g, r in zip(grads, ref_grads):
         assert_close(g, r, torch.float32)
 
 
-def test_tile_schedule_only_for_unique_tokens(monkeypatch):
-    """Repeated tokens keep the in-order per-step walk of whole routes."""
-    tiles_on(monkeypatch, chunked=True)
-    sizes = (2, 10, 2, 5, 3, 13)
-    plan = triton_scan._schedule(SimpleNamespace(sizes=sizes, routes_unique=False))
-    assert not plan.tiles and not plan.chunked
-    monkeypatch.setattr(triton_scan, "TILES", False)
-    assert not triton_scan._schedule(SimpleNamespace(sizes=sizes, routes_unique=True)).tiles
+def test_default_plan():
+    """The heuristic (vssm.kernels.config): tile forward and per-step backward for routes without repeated
+    tokens, chunk-parallel below 1024 whole-route programs; repeated tokens keep the in-order per-step walk."""
+    case_a = ScanSizes(128, 3136, 4, 1, 96, 1, 3136)
+    plan = triton_scan.plan(KernelConfig(), case_a, True, True)
+    assert (plan.chunk, plan.fwd_tiles, plan.bwd_tiles) == (64, True, False)
+    assert not plan.fwd_chunked  # tiles: 16 channels a program, 6 x 4 x 128 = 3072 programs
+    assert plan.bwd_chunked  # per-step: all 96 channels a program, 512 programs
+    repeated = triton_scan.plan(KernelConfig(), case_a, False, False)
+    assert not (repeated.fwd_tiles or repeated.bwd_tiles or repeated.fwd_chunked or repeated.bwd_chunked)
+    odd = triton_scan.plan(KernelConfig(chunk=48), case_a, True, True)
+    assert not odd.fwd_tiles  # tiles need a power-of-two chunk; the heuristic then picks the per-step kernels
+
+
+@pytest.mark.parametrize("field", ["tile_forward", "tile_backward", "chunk_parallel"])
+def test_asking_for_unique_token_kernels_with_repeated_tokens_is_an_error(field):
+    with pytest.raises(ValueError, match=f"KernelConfig.{field}: needs routes that visit each token"):
+        triton_scan.plan(KernelConfig(**{field: True}), ScanSizes(2, 10, 2, 1, 5, 3, 13), False, False)
+    with pytest.raises(ValueError, match="chunk a power of two, got 6"):
+        triton_scan.plan(KernelConfig(chunk=6, tile_forward=True), ScanSizes(2, 10, 2, 1, 5, 3, 13), True, True)
 
 
 @pytest.mark.parametrize("tiles", [False, True], ids=["steps", "tiles"])
 def test_bfloat16_partials(monkeypatch, tiles):
-    """PARTIALS_BF16 keeps the per-route outputs of bf16 inputs in bf16 when routes visit every token once and
-    nothing gates them before the merge; the merged output stays within the bf16 tolerance of the reference."""
-    monkeypatch.setattr(triton_scan, "PARTIALS_BF16", True)
-    if tiles:
-        tiles_on(monkeypatch)
+    """bf16 inputs keep their per-route outputs in bf16 (the default) when routes visit every token once and
+    nothing gates them before the merge; the merged output stays within the bf16 tolerance of the reference,
+    and partials_bf16=False keeps them in fp32."""
+    config = KernelConfig(chunk=4, tile_forward=tiles, tile_backward=tiles)
     p = random_problem(batch=2, L=9, K=4, dim=5, N=2, dtype=torch.bfloat16, device=DEVICE, pad=0, repeat=False,
                        with_z=False)
+    plan = triton_scan.plan(config, sizes_of(p), True, True)
     covering = SimpleNamespace(u=p.u, routes_cover=True)
-    assert triton_scan._partials_dtype(covering, None, "sum") == torch.bfloat16
-    assert triton_scan._partials_dtype(covering, p.u, "sum") == torch.float32  # gated: y_pre kept for dz
-    assert triton_scan._partials_dtype(covering, None, "none") == torch.float32
-    assert triton_scan._partials_dtype(SimpleNamespace(u=p.u, routes_cover=False), None, "sum") == torch.float32
-    assert triton_scan._partials_dtype(SimpleNamespace(u=p.u.half(), routes_cover=True), None, "sum") == torch.float32
-    merged = triton_scan._gate_and_merge
+    assert triton_scan.partials_dtype(covering, None, "sum", plan) == torch.bfloat16
+    assert triton_scan.partials_dtype(covering, p.u, "sum", plan) == torch.float32  # gated: y_pre kept for dz
+    assert triton_scan.partials_dtype(covering, None, "none", plan) == torch.float32
+    assert triton_scan.partials_dtype(SimpleNamespace(u=p.u, routes_cover=False), None, "sum", plan) == torch.float32
+    assert triton_scan.partials_dtype(SimpleNamespace(u=p.u.half(), routes_cover=True), None, "sum", plan) == torch.float32
+    fp32_plan = triton_scan.plan(KernelConfig(partials_bf16=False), sizes_of(p), True, True)
+    assert triton_scan.partials_dtype(covering, None, "sum", fp32_plan) == torch.float32
+    merged = triton_scan.gate_and_merge
     seen = []
-    monkeypatch.setattr(triton_scan, "_gate_and_merge", lambda prob, y, *a: seen.append(y.dtype) or merged(prob, y, *a))
+    monkeypatch.setattr(triton_scan, "gate_and_merge", lambda prob, y, *a: seen.append(y.dtype) or merged(prob, y, *a))
     ref = selective_scan_reference(*as_float64(p).args(), routes=p.routes, merge="mean")
-    out = selective_scan(*p.args(), routes=p.routes, merge="mean", backend="triton")
+    out = selective_scan(*p.args(), routes=p.routes, merge="mean", backend="triton", config=config)
     assert seen == [torch.bfloat16] and out.dtype == torch.bfloat16
     assert_close(out, ref, torch.bfloat16)
-    _, grads, weights = grads_of(p, "sum", "triton")
+    _, grads, weights = grads_of(p, "sum", "triton", config=config)
     _, ref_grads, _ = grads_of(as_float64(p), "sum", "reference", weights)
     for g, r in zip(grads, ref_grads):
         assert_close(g, r, torch.bfloat16)
+
+
+@pytest.mark.parametrize("backend", ["triton", "torch"])
+def test_backward_uses_its_forwards_settings(backend):
+    """Regression: the chunk (spacing of the saved states) changed between a forward and its backward used to
+    give wrong gradients (relative error 0.2-1.1). The plan is saved with the forward."""
+    p = random_problem(batch=2, L=14, K=2, dim=3, N=3, device=DEVICE, repeat=False, with_z=True)
+    inputs = [t.detach().clone().requires_grad_() for t in p.float_args()]
+    with kernel_config(chunk=4):
+        out = selective_scan(*inputs, routes=p.routes, merge="sum", backend=backend)
+    weights = torch.randn_like(out, dtype=torch.float64)
+    with kernel_config(chunk=8, tile_forward=False, chunk_parallel=False):
+        grads = torch.autograd.grad((out.double() * weights).sum(), inputs)
+    ref_out, ref_grads, _ = grads_of(as_float64(p), "sum", "reference", weights)
+    assert_close(out, ref_out, torch.float32)
+    for g, r in zip(grads, ref_grads):
+        assert_close(g, r, torch.float32)
+
+
+@pytest.mark.parametrize("pair", KERNEL_PAIRS + [("steps", "steps")], ids=lambda p: "-".join(p))
+def test_reruns_are_bit_identical(pair):
+    """The default kernels use no atomics (partials summed in a fixed order): reruns give equal bits."""
+    p = random_problem(batch=2, L=12, K=2, dim=3, N=2, device=DEVICE, repeat=False)
+    config = KernelConfig(chunk=4, chunk_parallel=True, tile_forward=pair[0] == "tiles",
+                          tile_backward=pair[1] == "tiles")
+    weights = torch.randn(2, 12, 3, dtype=torch.float64, device=DEVICE)
+    (out1, grads1, _), (out2, grads2, _) = (grads_of(p, "sum", "triton", weights, config=config) for _ in range(2))
+    assert torch.equal(out1, out2)
+    for a, b in zip(grads1, grads2):
+        assert torch.equal(a, b)
 
 
 def test_strided_views_give_the_same_answer():
@@ -195,15 +245,21 @@ def test_registered_and_rejects_float64():
 gpu = pytest.mark.gpu
 
 
-@pytest.fixture(params=["steps", "tiles", "tiles-whole-route"])
-def schedule(request, monkeypatch) -> str:
-    """GPU tests run the per-step kernels (default) and the tile-parallel ones at the default CHUNK, with the
-    default schedule (chunk-parallel at the tests' batch sizes) and with one program per whole route."""
-    if request.param.startswith("tiles"):
-        monkeypatch.setattr(triton_scan, "TILES", True)
-    if request.param == "tiles-whole-route":
-        monkeypatch.setattr(triton_scan, "PARALLEL_PROGRAMS", 1)
-    return request.param
+GPU_CONFIGS = {
+    "default": KernelConfig(),
+    "steps": KernelConfig(tile_forward=False),
+    "tiles": KernelConfig(tile_forward=True, tile_backward=True),
+    "tiles-whole-route": KernelConfig(tile_forward=True, tile_backward=True, chunk_parallel=False),
+}
+
+
+@pytest.fixture(params=list(GPU_CONFIGS))
+def schedule(request) -> str:
+    """GPU tests run every selectable kernel variant: the default plan, the per-step kernels, the tile ones
+    (default schedule: chunk-parallel at the tests' batch sizes) and the tile ones with one program per whole
+    route. Repeated-token routes (``repeat``) only where the variant allows them."""
+    with kernel_config(GPU_CONFIGS[request.param]):
+        yield request.param
 
 
 @gpu
@@ -211,7 +267,7 @@ def schedule(request, monkeypatch) -> str:
 @pytest.mark.parametrize("L", [1, 2, 63, 64, 65, 197, 1023, 3137, 5000])
 def test_gpu_forward_matches_reference(dtype, L, schedule):
     p = random_problem(batch=2, L=L, K=4, dim=48, N=4 if L < 4000 else 1, dtype=dtype, device="cuda", pad=5,
-                       repeat=schedule == "steps")
+                       repeat=schedule in ("steps", "default"))
     expected = selective_scan_reference(*as_float64(p).args(), routes=p.routes) if L <= 1023 else \
         selective_scan(*[t.double() if t is not None else None for t in p.args()], routes=p.routes, backend="torch")
     out = selective_scan(*p.args(), routes=p.routes, backend="triton")
@@ -240,7 +296,7 @@ def test_gpu_outputs_are_written_everywhere_and_runs_are_bit_identical(schedule)
 @gpu
 @pytest.mark.parametrize("N", [1, 16])
 def test_gpu_gradients_match_reference(N, schedule):
-    p = random_problem(batch=2, L=129, K=4, dim=40, N=N, device="cuda", repeat=schedule == "steps")
+    p = random_problem(batch=2, L=129, K=4, dim=40, N=N, device="cuda", repeat=schedule in ("steps", "default"))
     out, grads, weights = grads_of(p, "sum", "triton")
     ref_out, ref_grads, _ = grads_of(as_float64(p), "sum", "torch", weights)
     for g, r in zip(grads, ref_grads):
@@ -248,28 +304,34 @@ def test_gpu_gradients_match_reference(N, schedule):
         assert rel < 1e-4, f"relative gradient error {rel:.2e}"
 
 
-@pytest.mark.parametrize("layout", ["chunk-parallel", "whole-route", "tiles-chunk-parallel", "tiles-whole-route"])
+LAYOUTS = {
+    "chunk-parallel": KernelConfig(chunk=4, tile_forward=False, chunk_parallel=True),
+    "whole-route": KernelConfig(tile_forward=False, chunk_parallel=False),
+    "tiles-chunk-parallel": KernelConfig(chunk=4, tile_forward=True, tile_backward=True, chunk_parallel=True),
+    "tiles-whole-route": KernelConfig(chunk=4, tile_forward=True, tile_backward=True, chunk_parallel=False),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_routes_visiting_every_token_once_write_every_output_row(monkeypatch, layout):
     """Such routes skip zeroing the per-route buffers (outputs and gradients are stored, not accumulated):
     buffers handed out full of NaN must come back fully overwritten, hidden states and gradients included."""
-    if layout.startswith("tiles"):
-        tiles_on(monkeypatch, chunked=layout == "tiles-chunk-parallel")
-    else:
-        monkeypatch.setattr(triton_scan, "CHUNK", 4 if layout == "chunk-parallel" else 64)
+    config = LAYOUTS[layout]
     p = random_problem(batch=1, L=10, K=2, dim=3, N=2, device=DEVICE, repeat=False)
     assert as_routes(p.routes).covers(10)
     empty = torch.Tensor.new_empty
+
     def poisoned(self, *args, **kwargs):
         t = empty(self, *args, **kwargs)
         return t.fill_(float("nan")) if t.is_floating_point() else t
 
     monkeypatch.setattr(torch.Tensor, "new_empty", poisoned)
-    out, hidden = selective_scan(*p.args(), routes=p.routes, backend="triton", return_hidden=True)
+    out, hidden = selective_scan(*p.args(), routes=p.routes, backend="triton", return_hidden=True, config=config)
     ref_out, ref_hidden = selective_scan_reference(*as_float64(p).args(), routes=p.routes, return_hidden=True)
     assert_close(out, ref_out, torch.float32)
     assert_close(hidden, ref_hidden, torch.float32)
     # the backward stores every gradient row once into buffers handed out just as poisoned
-    _, grads, weights = grads_of(p, "mean", "triton", return_hidden=True)
+    _, grads, weights = grads_of(p, "mean", "triton", return_hidden=True, config=config)
     _, ref_grads, _ = grads_of(as_float64(p), "mean", "reference", weights, return_hidden=True)
     for g, r in zip(grads, ref_grads):
         assert torch.isfinite(g).all()

@@ -14,7 +14,9 @@ import torch
 
 from . import torch_scan
 from .checks import ScanSizes, check_inputs, route_groups
-from .reference import compute_dtype, selective_scan_reference
+from .config import KernelConfig, KernelPlan, current_config
+from .contract import ScanProblem, compute_dtype
+from .reference import selective_scan_reference
 from .routes import RoutesLike, as_routes
 
 Tensor = torch.Tensor
@@ -24,28 +26,23 @@ _EMPTY_SHAPE = (0,)
 class Backend(NamedTuple):
     """A selective-scan implementation.
 
-    forward(prob, z, merge, out_dtype, return_hidden) -> (out, hidden|None, state, extra|None)
-    backward(prob, z, merge, state, extra, dout, dhidden|None) -> (ScanGrads, dz|None)
-    saved_shapes(sizes, has_z) -> (state shape, extra shape), used by the fake implementation
+    forward(prob, z, merge, out_dtype, return_hidden, plan) -> (out, hidden|None, state, extra|None)
+    backward(prob, z, merge, state, extra, dout, dhidden|None, plan) -> (ScanGrads, dz|None)
+    saved_shapes(sizes, has_z, chunk) -> (state shape, extra shape), used by the fake implementation
     supports(device) -> bool
+    plan(config, sizes, routes_unique, routes_cover) -> KernelPlan, the call's settings (forward and backward)
     """
 
     forward: Callable
     backward: Callable
-    saved_shapes: Callable[[ScanSizes, bool], Tuple[Tuple[int, ...], Tuple[int, ...]]]
+    saved_shapes: Callable[[ScanSizes, bool, int], Tuple[Tuple[int, ...], Tuple[int, ...]]]
     supports: Callable[[torch.device], bool]
-
-
-def _torch_saved_shapes(sizes: ScanSizes, has_z: bool) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
-    chunk = max(1, min(sizes.steps, torch_scan._CHUNK_ELEMENTS // max(1, sizes.batch * sizes.routes * sizes.dim * sizes.d_state)))
-    n_chunks = -(-sizes.steps // chunk)
-    state = (n_chunks, sizes.batch, sizes.routes, sizes.dim, sizes.d_state)
-    extra = (sizes.batch, sizes.length, sizes.routes, sizes.dim) if has_z else _EMPTY_SHAPE
-    return state, extra
+    plan: Callable[[KernelConfig, ScanSizes, bool, bool], KernelPlan]
 
 
 BACKENDS: Dict[str, Backend] = {
-    "torch": Backend(torch_scan.forward, torch_scan.backward, _torch_saved_shapes, lambda device: True),
+    "torch": Backend(torch_scan.forward, torch_scan.backward, torch_scan.saved_shapes, lambda device: True,
+                     torch_scan.plan),
 }
 _warned: set = set()
 
@@ -77,10 +74,10 @@ def _pick_backend(device: torch.device, backend: Optional[str]) -> str:
 
 
 def _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus,
-             routes_unique, routes_cover) -> torch_scan.ScanProblem:
+             routes_unique, routes_cover) -> ScanProblem:
     index = index.long()
     groups = route_groups(_RoutesView(index, u_group), u.shape[2], u.device)
-    return torch_scan.ScanProblem(
+    return ScanProblem(
         u=u, delta=delta, A=A, B=B, C=C, D=D, delta_bias=delta_bias,
         index=index,
         param_index=index if param_index is None else param_index.long(),
@@ -106,17 +103,23 @@ def _empty(u: Tensor) -> Tensor:
     return u.new_empty(_EMPTY_SHAPE, dtype=compute_dtype(u.dtype))
 
 
+# The call's KernelPlan as op arguments (plain ints and bools, so torch.compile sees constants).
+_PLAN_ARGS = ("chunk", "fwd_tiles", "fwd_chunked", "bwd_tiles", "bwd_chunked", "partials_bf16")
+
+
 @torch.library.custom_op("vssm::selective_scan", mutates_args=())
 def _scan_op(
     u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     D: Optional[Tensor], delta_bias: Optional[Tensor], z: Optional[Tensor],
     index: Tensor, param_index: Optional[Tensor], u_group: Optional[Tensor],
     delta_softplus: bool, merge: str, out_dtype: torch.dtype, return_hidden: bool, backend: str, routes_unique: bool,
-    routes_cover: bool,
+    routes_cover: bool, chunk: int, fwd_tiles: bool, fwd_chunked: bool, bwd_tiles: bool, bwd_chunked: bool,
+    partials_bf16: bool,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     prob = _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus, routes_unique,
                     routes_cover)
-    out, hidden, state, extra = BACKENDS[backend].forward(prob, z, merge, out_dtype, return_hidden)
+    plan = KernelPlan(chunk, fwd_tiles, fwd_chunked, bwd_tiles, bwd_chunked, partials_bf16)
+    out, hidden, state, extra = BACKENDS[backend].forward(prob, z, merge, out_dtype, return_hidden, plan)
     return (
         out,
         hidden if hidden is not None else _empty(u),
@@ -127,12 +130,13 @@ def _scan_op(
 
 @_scan_op.register_fake
 def _scan_op_fake(u, delta, A, B, C, D, delta_bias, z, index, param_index, u_group,
-                  delta_softplus, merge, out_dtype, return_hidden, backend, routes_unique, routes_cover):
+                  delta_softplus, merge, out_dtype, return_hidden, backend, routes_unique, routes_cover, chunk,
+                  *_plan):
     sizes = _sizes(u, A, index)
     b, L, K, d, N = sizes.batch, sizes.length, sizes.routes, sizes.dim, sizes.d_state
     out_shape = (b, L, K, d) if merge == "none" else (b, L, d)
     dtype = compute_dtype(u.dtype)
-    state_shape, extra_shape = BACKENDS[backend].saved_shapes(sizes, z is not None)
+    state_shape, extra_shape = BACKENDS[backend].saved_shapes(sizes, z is not None, chunk)
     return (
         u.new_empty(out_shape, dtype=out_dtype),
         u.new_empty((b, L, K, d, N) if return_hidden else _EMPTY_SHAPE, dtype=dtype),
@@ -149,11 +153,13 @@ def _scan_backward_op(
     index: Tensor, param_index: Optional[Tensor], u_group: Optional[Tensor],
     state: Tensor, extra: Tensor,
     delta_softplus: bool, merge: str, backend: str, routes_unique: bool, routes_cover: bool,
+    chunk: int, fwd_tiles: bool, fwd_chunked: bool, bwd_tiles: bool, bwd_chunked: bool, partials_bf16: bool,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     prob = _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus, routes_unique,
                     routes_cover)
+    plan = KernelPlan(chunk, fwd_tiles, fwd_chunked, bwd_tiles, bwd_chunked, partials_bf16)
     grads, dz = BACKENDS[backend].backward(
-        prob, z, merge, state, extra if z is not None else None, dout, dhidden
+        prob, z, merge, state, extra if z is not None else None, dout, dhidden, plan
     )
     return (
         grads.u.to(u.dtype), grads.delta.to(delta.dtype), grads.A.to(A.dtype),
@@ -167,7 +173,7 @@ def _scan_backward_op(
 @_scan_backward_op.register_fake
 def _scan_backward_op_fake(dout, dhidden, u, delta, A, B, C, D, delta_bias, z, index, param_index,
                            u_group, state, extra, delta_softplus, merge, backend, routes_unique,
-                           routes_cover):
+                           routes_cover, *_plan):
     return (
         torch.empty_like(u), torch.empty_like(delta), torch.empty_like(A),
         torch.empty_like(B), torch.empty_like(C),
@@ -178,12 +184,16 @@ def _scan_backward_op_fake(dout, dhidden, u, delta, A, B, C, D, delta_bias, z, i
 
 
 _TENSOR_ARGS = ("u", "delta", "A", "B", "C", "D", "delta_bias", "z", "index", "param_index", "u_group")
+_FLAG_ARGS = ("delta_softplus", "merge", "out_dtype", "return_hidden", "backend", "routes_unique", "routes_cover")
 
 
 def _setup_context(ctx, inputs, output):
+    """Saves the inputs, the forward's saved state and its plan: the backward runs with the forward's settings."""
     ctx.save_for_backward(*inputs[: len(_TENSOR_ARGS)], output[2], output[3])
+    flags = inputs[len(_TENSOR_ARGS):]
     (ctx.delta_softplus, ctx.merge, _, ctx.return_hidden, ctx.backend, ctx.routes_unique,
-     ctx.routes_cover) = inputs[len(_TENSOR_ARGS):]
+     ctx.routes_cover) = flags[: len(_FLAG_ARGS)]
+    ctx.plan = tuple(flags[len(_FLAG_ARGS):])
 
 
 def _backward(ctx, dout, dhidden, _dstate, _dextra):
@@ -193,7 +203,7 @@ def _backward(ctx, dout, dhidden, _dstate, _dextra):
         dout.contiguous() if dout is not None else None,
         dhidden if ctx.return_hidden else None,
         *tensors, state, extra, ctx.delta_softplus, ctx.merge, ctx.backend, ctx.routes_unique,
-        ctx.routes_cover,
+        ctx.routes_cover, *ctx.plan,
     )
     du, ddelta, dA, dB, dC, dD, dbias, dz = grads
     u, delta, A, B, C, D, delta_bias, z = tensors[:8]
@@ -202,7 +212,7 @@ def _backward(ctx, dout, dhidden, _dstate, _dextra):
         dD if D is not None else None,
         dbias if delta_bias is not None else None,
         dz if z is not None else None,
-        None, None, None, None, None, None, None, None, None, None,
+        *([None] * (len(_TENSOR_ARGS) - 8 + len(_FLAG_ARGS) + len(_PLAN_ARGS))),
     )
 
 
@@ -225,6 +235,7 @@ def selective_scan(
     out_dtype: Optional[torch.dtype] = None,
     backend: Optional[str] = None,
     return_hidden: bool = False,
+    config: Optional[KernelConfig] = None,
 ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """Selective scan over K routes of tokens, gathered and merged by the operator.
 
@@ -234,23 +245,30 @@ def selective_scan(
     Returns (batch, L, dim) for merge "sum"/"mean", (batch, L, K, dim) for "none", in ``out_dtype``
     (default u's dtype); with ``return_hidden`` also the states (batch, L, K, dim, N) in float32
     (float64 for float64 inputs). Backends: "reference" (oracle), "torch" (CPU default), "triton"
-    (CUDA default once registered).
+    (CUDA default once registered). ``config``: kernel settings of this call (:mod:`vssm.kernels.config`),
+    over those of the enclosing ``kernel_config`` block; the backward uses the forward's.
+    Reruns are bit-identical (no atomics) except on the torch backend on CUDA. A problem with a zero size
+    (batch, L, K, dim, N or T) has nothing to scan and is answered by the reference, empty outputs and
+    zero-size gradients included.
     """
     routes = as_routes(routes)
-    check_inputs(u, delta, A, B, C, D, delta_bias, z, routes, merge)
+    sizes = check_inputs(u, delta, A, B, C, D, delta_bias, z, routes, merge)
     index = routes.index.to(u.device)
     param_index = None if routes.param_index is None else routes.param_index.to(u.device)
     u_group = None if routes.u_group is None else routes.u_group.to(u.device)
     name = _pick_backend(u.device, backend)
-    if name == "reference":
+    if name == "reference" or 0 in (sizes.batch, sizes.length, sizes.routes, sizes.dim, sizes.d_state, sizes.steps):
         return selective_scan_reference(
             u, delta, A, B, C, D, delta_bias, z,
             routes=routes, delta_softplus=delta_softplus, merge=merge,
             out_dtype=out_dtype, return_hidden=return_hidden,
         )
+    routes_unique = name == "triton" and routes.tokens_unique()
+    routes_cover = name == "triton" and routes.covers(u.shape[1])
+    plan = BACKENDS[name].plan(current_config(config), sizes, routes_unique, routes_cover)
     out, hidden, _, _ = _scan_op(
         u, delta, A, B, C, D, delta_bias, z, index, param_index, u_group,
-        delta_softplus, merge, out_dtype or u.dtype, return_hidden, name,
-        name == "triton" and routes.tokens_unique(), name == "triton" and routes.covers(u.shape[1]),
+        delta_softplus, merge, out_dtype or u.dtype, return_hidden, name, routes_unique, routes_cover,
+        *plan.as_args(),
     )
     return (out, hidden) if return_hidden else out

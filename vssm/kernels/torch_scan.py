@@ -16,44 +16,31 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .reference import compute_dtype
+from .config import KernelConfig, KernelPlan
+from .contract import ScanGrads, ScanProblem, ScanSizes, gate_and_merge, gate_and_merge_backward
 
-# Elements of one (batch, K, chunk, dim, N) work tensor; bounds memory per chunk.
-_CHUNK_ELEMENTS = 1 << 22
+# Elements of one (batch, K, chunk, dim, N) work tensor unless the config says otherwise; bounds memory per chunk.
+CHUNK_ELEMENTS = 1 << 22
 
 
-@dataclass
-class ScanProblem:
-    """Inputs of one call, with the route tables resolved to int64 and the sizes spelled out."""
+def plan(config: KernelConfig, sizes: ScanSizes, routes_unique: bool, routes_cover: bool) -> KernelPlan:
+    """Steps per chunk: ``config.chunk``, else as many as keep a work tensor within the element budget."""
+    elements = config.torch_chunk_elements or CHUNK_ELEMENTS
+    per_step = max(1, sizes.batch * sizes.routes * sizes.dim * sizes.d_state)
+    chunk = config.chunk or max(1, min(sizes.steps, elements // per_step))
+    return KernelPlan(chunk=chunk, fwd_tiles=False, fwd_chunked=False, bwd_tiles=False, bwd_chunked=False,
+                      partials_bf16=False)
 
-    u: torch.Tensor
-    delta: torch.Tensor
-    A: torch.Tensor
-    B: torch.Tensor
-    C: torch.Tensor
-    D: Optional[torch.Tensor]
-    delta_bias: Optional[torch.Tensor]
-    index: torch.Tensor  # (K, T) int64, u/z/output token
-    param_index: torch.Tensor  # (K, T) int64, delta/B/C token
-    groups: torch.Tensor  # (K,) int64, u/z slot per route
-    delta_softplus: bool
-    routes_unique: bool  # no route visits a token (or parameter row) twice (Routes.tokens_unique)
-    routes_cover: bool  # ... and every route visits every token (Routes.covers)
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return compute_dtype(self.u.dtype)
+def saved_shapes(sizes: ScanSizes, has_z: bool, chunk: int) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """Shapes of the chunk-start states and of the pre-gate y (a placeholder without z)."""
+    state = (-(-sizes.steps // chunk), sizes.batch, sizes.routes, sizes.dim, sizes.d_state)
+    extra = (sizes.batch, sizes.length, sizes.routes, sizes.dim) if has_z else (0,)
+    return state, extra
 
-    @property
-    def sizes(self) -> Tuple[int, int, int, int, int, int]:
-        batch, length, _, dim = self.u.shape
-        K, T = self.index.shape
-        return batch, length, K, dim, self.A.shape[2], T
 
-    def chunk_bounds(self) -> List[Tuple[int, int]]:
-        batch, _, K, dim, N, T = self.sizes
-        chunk = max(1, min(T, _CHUNK_ELEMENTS // max(1, batch * K * dim * N)))
-        return [(t0, min(T, t0 + chunk)) for t0 in range(0, T, chunk)]
+def chunk_bounds(steps: int, chunk: int) -> List[Tuple[int, int]]:
+    return [(t0, min(steps, t0 + chunk)) for t0 in range(0, steps, chunk)]
 
 
 @dataclass
@@ -112,16 +99,17 @@ def _scatter_add(target: torch.Tensor, slots: int, token: torch.Tensor, slot: to
 
 
 def scan_forward(
-    prob: ScanProblem, with_hidden: bool
+    prob: ScanProblem, with_hidden: bool, chunk: int
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
     """Returns per-route y (b, L, K, d) (before gating), hidden (b, L, K, d, N) or None, and the
     chunk-start states (n_chunks, b, K, d, N) used by :func:`scan_backward`."""
-    batch, length, K, dim, N, _ = prob.sizes
+    sz = prob.sizes
+    batch, length, K, dim, N = sz.batch, sz.length, sz.routes, sz.dim, sz.d_state
     dtype = prob.dtype
     routes = torch.arange(K, device=prob.u.device)[:, None]
     y = prob.u.new_zeros(batch, length * K, dim, dtype=dtype)
     hidden = prob.u.new_zeros(batch, length * K, dim, N, dtype=dtype) if with_hidden else None
-    bounds = prob.chunk_bounds()
+    bounds = chunk_bounds(sz.steps, chunk)
     starts = prob.u.new_empty(len(bounds), batch, K, dim, N, dtype=dtype)
     h0 = prob.u.new_zeros(batch, K, dim, N, dtype=dtype)
     for i, (t0, t1) in enumerate(bounds):
@@ -143,23 +131,13 @@ def scan_forward(
     return y, hidden, starts
 
 
-@dataclass
-class ScanGrads:
-    u: torch.Tensor
-    delta: torch.Tensor
-    A: torch.Tensor
-    B: torch.Tensor
-    C: torch.Tensor
-    D: Optional[torch.Tensor]
-    delta_bias: Optional[torch.Tensor]
-
-
 def scan_backward(
-    prob: ScanProblem, starts: torch.Tensor, dy: torch.Tensor, dhidden: Optional[torch.Tensor]
+    prob: ScanProblem, starts: torch.Tensor, dy: torch.Tensor, dhidden: Optional[torch.Tensor], chunk: int
 ) -> ScanGrads:
     """Gradients of the per-route outputs. dy: (b, L, K, d) gradient of the pre-gating per-route y;
-    dhidden: (b, L, K, d, N) or None. Gradients come back in the compute dtype."""
-    batch, length, K, dim, N, _ = prob.sizes
+    dhidden: (b, L, K, d, N) or None; ``chunk`` as in the forward. Gradients come back in the compute dtype."""
+    sz = prob.sizes
+    batch, length, K, dim, N = sz.batch, sz.length, sz.routes, sz.dim, sz.d_state
     dtype = prob.dtype
     u_slots = prob.u.shape[2]
     routes = torch.arange(K, device=prob.u.device)[:, None]
@@ -173,7 +151,7 @@ def scan_backward(
     dbias = torch.zeros(K, dim, dtype=dtype, device=A.device) if prob.delta_bias is not None else None
     # carry = decay_{t1} * g_{t1}: what the first step of the later chunk passes back.
     carry = prob.u.new_zeros(batch, K, dim, N, dtype=dtype)
-    bounds = prob.chunk_bounds()
+    bounds = chunk_bounds(sz.steps, chunk)
     for i in range(len(bounds) - 1, -1, -1):
         t0, t1 = bounds[i]
         ch = _gather_chunk(prob, t0, t1)
@@ -221,61 +199,12 @@ def scan_backward(
     )
 
 
-def silu_grad(z: torch.Tensor) -> torch.Tensor:
-    """d silu(z) / dz."""
-    sig = torch.sigmoid(z)
-    return sig * (1 + z * (1 - sig))
-
-
-def gate_and_merge(
-    prob: ScanProblem, y: torch.Tensor, z: Optional[torch.Tensor], merge: str, out_dtype: torch.dtype
-) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Epilogue shared by the backends: per-route y (b, L, K, d) -> gated, merged, cast output, and the
-    pre-gate y the backward needs (None without z)."""
-    y_pre = None
-    if z is not None:
-        y_pre = y
-        y = y * F.silu(z[:, :, prob.groups].to(y.dtype))
-    if merge == "sum":
-        y = y.sum(2)
-    elif merge == "mean":
-        y = y.mean(2)
-    return y.to(out_dtype), y_pre
-
-
-def sum_per_slot(x: torch.Tensor, groups: torch.Tensor, slots: int) -> torch.Tensor:
-    """x (b, L, K, d) -> (b, L, slots, d): slot s sums the routes k with groups[k] == s, in route order, in x's
-    dtype (no host sync, no atomics, and no matmul, so TF32 settings cannot round it)."""
-    if slots == 1:
-        return x.sum(2, keepdim=True)
-    member = F.one_hot(groups, slots).to(x.dtype)  # (K, slots)
-    return torch.stack([(x * member[:, s, None]).sum(2) for s in range(slots)], dim=2)
-
-
-def gate_and_merge_backward(
-    prob: ScanProblem, z: Optional[torch.Tensor], merge: str, y_pre: Optional[torch.Tensor], dout: torch.Tensor
-) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Gradient through :func:`gate_and_merge`: d(per-route pre-gate y) (b, L, K, d) and dz (or None).
-    dz sums the routes reading each z slot in a fixed order (deterministic on every device)."""
-    batch, length, K, dim, _, _ = prob.sizes
-    dout = dout.to(prob.dtype)
-    if merge == "none":
-        dy = dout
-    else:
-        dy = dout[:, :, None].expand(batch, length, K, dim) / (K if merge == "mean" else 1)
-    if z is None:
-        return dy, None
-    z_k = z[:, :, prob.groups].to(prob.dtype)
-    dz_k = dy * y_pre * silu_grad(z_k)
-    dz = sum_per_slot(dz_k, prob.groups, z.shape[2])
-    return dy * F.silu(z_k), dz
-
-
 def forward(
-    prob: ScanProblem, z: Optional[torch.Tensor], merge: str, out_dtype: torch.dtype, return_hidden: bool
+    prob: ScanProblem, z: Optional[torch.Tensor], merge: str, out_dtype: torch.dtype, return_hidden: bool,
+    plan: KernelPlan,
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
     """Full operator: scan, gate, merge. Returns (out, hidden, chunk-start states, pre-gate y or None)."""
-    y, hidden, starts = scan_forward(prob, return_hidden)
+    y, hidden, starts = scan_forward(prob, return_hidden, plan.chunk)
     out, y_pre = gate_and_merge(prob, y, z, merge, out_dtype)
     return out, hidden, starts, y_pre
 
@@ -288,7 +217,8 @@ def backward(
     y_pre: Optional[torch.Tensor],
     dout: torch.Tensor,
     dhidden: Optional[torch.Tensor],
+    plan: KernelPlan,
 ) -> Tuple[ScanGrads, Optional[torch.Tensor]]:
-    """Gradients of :func:`forward`; returns the scan gradients and dz (or None)."""
+    """Gradients of :func:`forward` (with the forward's plan); returns the scan gradients and dz (or None)."""
     dy, dz = gate_and_merge_backward(prob, z, merge, y_pre, dout)
-    return scan_backward(prob, starts, dy, dhidden), dz
+    return scan_backward(prob, starts, dy, dhidden, plan.chunk), dz

@@ -1,0 +1,103 @@
+"""Per-call selective-scan kernel settings.
+
+A :class:`KernelConfig` names what a caller wants; a field left ``None`` is chosen by the backend's heuristic
+from the problem sizes. The settings in force are, from strongest to weakest: ``selective_scan(...,
+config=...)``, the innermost ``with kernel_config(...)`` block, the heuristic. The backend turns them into a
+:class:`KernelPlan` of plain values once per forward; the plan travels with the forward's saved tensors into its
+backward (op arguments of ``vssm::selective_scan``), so settings changed between a forward and its backward
+cannot reach that backward.
+
+Heuristic (``plan`` of each backend; measurements in benchmarks/notes_triton.md):
+
+- ``chunk`` (steps between saved states): triton 64 (H100 sweep: 32, 64 and 128 within 5%); torch as many
+  steps as keep one (batch, K, chunk, dim, N) work tensor within ``torch_chunk_elements`` (2^22) elements.
+- ``tile_forward``: the tile-parallel forward whenever no route repeats a token and ``chunk`` is a power of
+  two (H200, case (a): 1.37 ms against 1.81 ms for the per-step forward).
+- ``tile_backward``: off (H200, case (a): 10.2 ms against 6.58 ms); the per-step backward reads the same
+  saved states as either forward.
+- ``chunk_parallel``: one program per chunk when routes repeat no token, there is more than one chunk and
+  whole routes give fewer than 1024 (batch x channel block x route) programs (H100: 512 programs of 3136 steps
+  1.6x faster chunked; 3072 programs of N = 16 1.5x slower chunked). Decided per pass, from its own blocks.
+- ``partials_bf16``: per-route outputs of bf16 inputs kept in bf16 when every route visits every token once
+  and nothing gates them before the (fp32) merge, as the anchor pipeline rounds them; not measured yet.
+
+The default kernels are deterministic: no atomics, partial sums added in a fixed order, so reruns of a call
+are bit-identical on every backend except the torch backend on CUDA (``index_add_``).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+from typing import Iterator, List, Optional
+
+__all__ = ["KernelConfig", "KernelPlan", "current_config", "kernel_config"]
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """Kernel settings of a call; ``None`` fields are left to the heuristic (module docstring)."""
+
+    chunk: Optional[int] = None  # steps between saved states (both backends)
+    chunk_parallel: Optional[bool] = None  # triton: one program per chunk (carry passes), else per whole route
+    tile_forward: Optional[bool] = None  # triton: tile-parallel forward (routes without repeated tokens)
+    tile_backward: Optional[bool] = None  # triton: tile-parallel backward (routes without repeated tokens)
+    partials_bf16: Optional[bool] = None  # triton: bf16 per-route outputs where sound (see module docstring)
+    torch_chunk_elements: Optional[int] = None  # torch: elements of one work tensor, picks its chunk
+
+    def __post_init__(self) -> None:
+        for name in ("chunk", "torch_chunk_elements"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"KernelConfig.{name}: got {value!r}, expected a positive int or None")
+        for name in ("chunk_parallel", "tile_forward", "tile_backward", "partials_bf16"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"KernelConfig.{name}: got {value!r}, expected True, False or None")
+
+    def over(self, base: "KernelConfig") -> "KernelConfig":
+        """This config's set fields laid over ``base``'s."""
+        set_fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+        return dataclasses.replace(base, **set_fields)
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """Resolved settings of one call (plain values, passed as op arguments and saved for the backward)."""
+
+    chunk: int
+    fwd_tiles: bool
+    fwd_chunked: bool
+    bwd_tiles: bool
+    bwd_chunked: bool
+    partials_bf16: bool
+
+    def as_args(self) -> tuple:
+        return dataclasses.astuple(self)
+
+
+# The enclosing kernel_config blocks, innermost last (a plain list so torch.compile reads it as a constant).
+_STACK: List[KernelConfig] = []
+
+
+def current_config(call: Optional[KernelConfig] = None) -> KernelConfig:
+    """The settings in force: ``call``'s fields over the innermost ``kernel_config`` block's (over the outer
+    blocks')."""
+    config = _STACK[-1] if _STACK else KernelConfig()
+    return call.over(config) if call is not None else config
+
+
+@contextlib.contextmanager
+def kernel_config(config: Optional[KernelConfig] = None, **fields) -> Iterator[KernelConfig]:
+    """``with kernel_config(chunk=32, tile_forward=False):`` -- settings for the selective scans started in the
+    block (``config``'s fields and then ``fields`` over the enclosing block's); yields the settings in force."""
+    merged = KernelConfig(**fields).over(config.over(current_config()) if config is not None else current_config())
+    _STACK.append(merged)
+    try:
+        yield merged
+    finally:
+        _STACK.pop()
+
+
+def is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0

@@ -1,0 +1,45 @@
+"""Carry passes of the chunk-parallel schedule: one program per (batch, channel block, route) walks the chunk
+summaries in order (states, forward) or in reverse (state gradients, backward)."""
+import triton
+import triton.language as tl
+
+from .triton_offsets import _state_offset
+
+
+@triton.jit
+def _chunk_carry_kernel(
+    hloc_ptr, decay_ptr, ckpt_ptr, dim, n_chunks,
+    N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """Program (b, channel block, k): start state of every chunk, in order: s_0 = 0, s_{c+1} = P_c s_c + h_c."""
+    b = tl.program_id(0).to(tl.int64)
+    pid_d = tl.program_id(1)
+    k = tl.program_id(2).to(tl.int64)
+    K = tl.num_programs(2)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    n = tl.arange(0, BLOCK_N)
+    dn_mask = (d < dim)[:, None] & (n < N)[None, :]
+    h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    for c in range(n_chunks):
+        off = _state_offset(b, k, c, K, n_chunks, dim, d, n, N)
+        tl.store(ckpt_ptr + off, h, mask=dn_mask)
+        h = tl.load(decay_ptr + off, mask=dn_mask, other=0.0) * h + tl.load(hloc_ptr + off, mask=dn_mask, other=0.0)
+
+@triton.jit
+def _chunk_grad_carry_kernel(
+    gloc_ptr, decay_ptr, carry_ptr, dim, n_chunks,
+    N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """Program (b, channel block, k): gradient carried into each chunk from the later ones, last to first."""
+    b = tl.program_id(0).to(tl.int64)
+    pid_d = tl.program_id(1)
+    k = tl.program_id(2).to(tl.int64)
+    K = tl.num_programs(2)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    n = tl.arange(0, BLOCK_N)
+    dn_mask = (d < dim)[:, None] & (n < N)[None, :]
+    carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+    for i in range(n_chunks):
+        off = _state_offset(b, k, n_chunks - 1 - i, K, n_chunks, dim, d, n, N)
+        tl.store(carry_ptr + off, carry, mask=dn_mask)
+        carry = tl.load(gloc_ptr + off, mask=dn_mask, other=0.0) + tl.load(decay_ptr + off, mask=dn_mask, other=0.0) * carry
