@@ -82,7 +82,7 @@ def seg_panels(config: str, checkpoint: str, data_root: str) -> List[np.ndarray]
 
     from vssm.mm.checkpoint_io import mmengine_checkpoint_globals
 
-    with mmengine_checkpoint_globals():
+    with mmengine_checkpoint_globals(path=checkpoint):
         model = init_model(config, checkpoint, device="cpu")
     rows = []
     for path in sorted(glob.glob(osp.join(data_root, "ade", "images", "validation", "*.jpg")))[:NUM_SHOWN]:
@@ -120,7 +120,7 @@ def det_panels(config: str, checkpoint: str, data_root: str) -> List[np.ndarray]
 
     from vssm.mm.checkpoint_io import mmengine_checkpoint_globals
 
-    with mmengine_checkpoint_globals():
+    with mmengine_checkpoint_globals(path=checkpoint):
         model = init_detector(config, checkpoint, device="cpu")
     with open(osp.join(data_root, "coco", "annotations", "instances_val.json")) as f:
         coco = json.load(f)

@@ -1,7 +1,13 @@
 """Train a detector or segmenter from an OpenMMLab config (mmdet or mmseg: the config's default_scope decides).
 
-    python tools/train.py CONFIG [--work-dir DIR] [--amp] [--resume [CKPT]] [--cfg-options k=v ...]
-                                 [--launcher {none,pytorch}]
+    python tools/train.py CONFIG [--work-dir DIR] [--amp [--amp-dtype {bfloat16,float16}]] [--resume [CKPT]]
+                                 [--trust-checkpoint] [--cfg-options k=v ...] [--launcher {none,pytorch}]
+
+``--amp`` autocasts to bfloat16 by default: with float16, Mask R-CNN's gradients overflow and the dynamic loss
+scale skips steps (``benchmarks/amp_stability.py --mm-config`` counts them); ``--amp-dtype float16`` opts in
+(GPUs without bfloat16). Resumed checkpoints are read with ``torch.load(weights_only=True)`` and only the inert
+globals mmengine checkpoints need (:mod:`vssm.mm.checkpoint_io`); ``--trust-checkpoint`` reads a file you trust
+with ``weights_only=False``.
 
 Runs on CPU when no GPU is present; `tools/dist_train.sh CONFIG NGPUS` starts one process per GPU with torchrun.
 Logs (with ETA), checkpoints and the resolved config go to the work dir (default ``work_dirs/<config name>``).
@@ -18,20 +24,29 @@ from mmengine.runner import Runner
 
 from vssm.mm.checkpoint_io import mmengine_checkpoint_globals
 
+AMP_DTYPES = ("bfloat16", "float16")
+
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train an mmdet / mmseg model with a vssm backbone")
     parser.add_argument("config", help="config file path")
     parser.add_argument("--work-dir", help="where logs and checkpoints go (default: work_dirs/<config name>)")
-    parser.add_argument("--amp", action="store_true", help="mixed precision (AmpOptimWrapper, dynamic loss scale)")
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision (AmpOptimWrapper, dynamic loss scale), bfloat16 unless --amp-dtype")
+    parser.add_argument("--amp-dtype", choices=AMP_DTYPES,
+                        help="autocast dtype with --amp (default: the config's optim_wrapper.dtype, else bfloat16)")
     parser.add_argument(
         "--resume", nargs="?", type=str, const="auto",
         help="resume from CKPT, or from the latest checkpoint in the work dir when no path is given",
     )
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys, e.g. a.b=1")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="job launcher")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="load --resume / load_from with weights_only=False: only files you trust (they may run code)")
     parser.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.amp_dtype and not args.amp:
+        parser.error("--amp-dtype: only with --amp")
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     return args
 
@@ -52,6 +67,8 @@ def build_config(args: argparse.Namespace) -> Config:
             )
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
+        if args.amp_dtype or cfg.optim_wrapper.get("dtype") is None:
+            cfg.optim_wrapper.dtype = args.amp_dtype or "bfloat16"
     if args.resume == "auto":
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
@@ -60,9 +77,10 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    cfg = build_config(parse_args(argv))
+    args = parse_args(argv)
+    cfg = build_config(args)
     runner = Runner.from_cfg(cfg)
-    with mmengine_checkpoint_globals():
+    with mmengine_checkpoint_globals(trust=args.trust_checkpoint, path=cfg.load_from):
         runner.train()
 
 

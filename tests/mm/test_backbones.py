@@ -43,6 +43,36 @@ def test_vmamba_outputs_strides_channels_and_norms():
         assert f.mean(1).abs().max() < 1e-4
 
 
+def test_vmamba_output_norms_match_the_official_eps():
+    """The official backbone's outnorm{i} are torch LayerNorms (eps 1e-5); features of variance ~1e-6 make
+    the eps visible (1e-6 would give outputs ~2.3x larger). Reference: float64 layer norm over channels."""
+    model = VMamba(**TINY_VMAMBA).eval()
+    for norm, c in zip(model.out_norms, model.out_channels):
+        torch.nn.init.normal_(norm.weight)
+        torch.nn.init.normal_(norm.bias)
+        x = 1e-3 * torch.randn(2, c, 3, 5)
+        ref = torch.nn.functional.layer_norm(
+            x.double().permute(0, 2, 3, 1), (c,), norm.weight.double(), norm.bias.double(), eps=1e-5
+        ).permute(0, 3, 1, 2)
+        with torch.no_grad():
+            torch.testing.assert_close(norm(x).double(), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [VMamba, Vim])
+def test_an_int_out_indices_is_one_index(cls):
+    import timm
+
+    kwargs = TINY_VMAMBA if cls is VMamba else TINY_PLAIN[cls]
+    if kwargs["arch"] not in timm.list_models():
+        pytest.skip(f"{kwargs['arch']} is not registered with timm in this checkout")
+    if cls is VMamba:
+        model = cls(**dict(kwargs, out_indices=3))
+        assert model.out_indices == (3,) and len(model(torch.randn(1, 3, 64, 64))) == 1
+    else:  # the plain backbones need 4 taps: a single int is a clear error, not a TypeError
+        with pytest.raises(ValueError, match="out_indices"):
+            cls(**dict(kwargs, out_indices=3))
+
+
 def test_vmamba_frozen_stages_and_norm_eval():
     model = VMamba(frozen_stages=1, **TINY_VMAMBA)
     frozen = {id(p) for m in model.frozen_modules() for p in m.parameters()}
@@ -91,6 +121,8 @@ def test_plain_backbone_pyramid_and_layer_ids(cls):
         (dict(arch="vim_small"), "arch"),
         (dict(out_indices=(2, 1)), "out_indices"),
         (dict(out_indices=(0, 4)), "out_indices"),
+        (dict(out_indices=4), "out_indices"),
+        (dict(out_indices=2.0), "out_indices"),
         (dict(frozen_stages=-2), "frozen_stages"),
         (dict(init_cfg=dict(type="Kaiming")), "init_cfg"),
     ],

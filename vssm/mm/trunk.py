@@ -6,7 +6,7 @@ Handles what every adapter needs the same way: building the trunk by name (any t
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import timm
 import torch.nn as nn
@@ -89,9 +89,12 @@ def children_before(parent: nn.Module, child_name: str) -> List[nn.Module]:
     return [module for name, module in parent.named_children()][: names.index(child_name)]
 
 
-def check_indices(name: str, indices: Sequence[int], count: int) -> tuple:
-    """``indices`` as a sorted-unique tuple of ints in [0, count); ValueError naming ``name`` otherwise."""
-    values = tuple(indices)
+def check_indices(name: str, indices: Union[int, Sequence[int]], count: int) -> tuple:
+    """``indices`` (an int or a sequence of ints, as in timm / mmdet) as an increasing tuple of distinct ints in
+    [0, count); ValueError naming ``name`` otherwise."""
+    if isinstance(indices, bool) or not isinstance(indices, (int, Sequence)):
+        raise ValueError(f"{name}: got {indices!r}, expected an int or a sequence of ints in [0, {count})")
+    values = (indices,) if isinstance(indices, int) else tuple(indices)
     if not values or any(not isinstance(i, int) or not 0 <= i < count for i in values) or len(set(values)) != len(values):
         raise ValueError(f"{name}: got {indices!r}, expected distinct ints in [0, {count})")
     if list(values) != sorted(values):

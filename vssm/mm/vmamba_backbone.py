@@ -1,7 +1,7 @@
 """Hierarchical VMamba backbone for mmdet / mmseg (Swin-style interface)."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -10,6 +10,8 @@ from timm.layers import LayerNorm2d
 from .registry import register_model
 from .trunk import TrunkBackbone, check_indices, children_before
 
+OUT_NORM_EPS = 1e-5
+
 
 @register_model
 class VMamba(TrunkBackbone):
@@ -17,7 +19,7 @@ class VMamba(TrunkBackbone):
 
     Args:
         arch: a vssm timm name, ``vmamba_tiny|small|base`` (or ``*_v0``).
-        out_indices: stages to return (0..3), each through its own LayerNorm2d.
+        out_indices: stages to return (0..3, an int or a sequence), each through its own LayerNorm2d (eps 1e-5).
         frozen_stages: -1 none; 0 the stem; k the stem and stages 0..k-1 (no gradients, eval mode).
         norm_eval: keep BatchNorm layers in eval mode while training.
         init_cfg: None or ``dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.'])``; official
@@ -31,7 +33,7 @@ class VMamba(TrunkBackbone):
     def __init__(
         self,
         arch: str = "vmamba_tiny",
-        out_indices: Sequence[int] = (0, 1, 2, 3),
+        out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
         frozen_stages: int = -1,
         norm_eval: bool = False,
         init_cfg: Optional[dict] = None,
@@ -47,7 +49,8 @@ class VMamba(TrunkBackbone):
         self.out_channels: List[int] = [stage_info[i]["num_chs"] for i in self.out_indices]
         self.stage_names = [info["module"] for info in stage_info]
         self.prune_trunk(self.out_indices)
-        self.out_norms = nn.ModuleList(LayerNorm2d(c) for c in self.out_channels)
+        # eps 1e-5: the official detection / segmentation backbone's outnorm{i} are torch LayerNorm defaults.
+        self.out_norms = nn.ModuleList(LayerNorm2d(c, eps=OUT_NORM_EPS) for c in self.out_channels)
         self.freeze()
 
     def frozen_modules(self) -> List[nn.Module]:
