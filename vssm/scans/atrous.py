@@ -14,10 +14,10 @@ take one ``scan_kwargs`` dict per stage, e.g. ``scan_kwargs=[dict(rate=1), dict(
 """
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 from ..kernels import Routes
-from .base import ScanStrategy
+from .base import ScanStrategy, raster_grid, scattered, table
 from .registry import register_scan
 
 
@@ -26,32 +26,28 @@ def _check_positive(name: str, value: int) -> None:
         raise ValueError(f"{name}: got {value!r}, expected an int >= 1")
 
 
-def phase_routes(H: int, W: int, rate: int) -> torch.Tensor:
-    """(rate*rate, T) int32 phase routes, padded with -1 to the longest phase."""
-    grid = torch.arange(H * W, dtype=torch.int32).view(H, W)
+def phase_routes(H: int, W: int, rate: int) -> np.ndarray:
+    """(rate*rate, T) phase routes, padded with -1 to the longest phase."""
+    grid = raster_grid(H, W)
     routes = []
     for b in range(rate):
         for a in range(rate):
             sub = grid[a::rate, b::rate]
-            routes.append((sub if len(routes) % 2 == 0 else sub.t()).reshape(-1))
-    T = max(r.numel() for r in routes)
-    return torch.stack([torch.cat([r, r.new_full((T - r.numel(),), -1)]) for r in routes])
+            routes.append((sub if len(routes) % 2 == 0 else sub.T).reshape(-1))
+    T = max(r.size for r in routes)
+    return np.stack([np.pad(r, (0, T - r.size), constant_values=-1) for r in routes])
 
 
-def dilated_window_order(H: int, W: int, window: int, rate: int) -> torch.Tensor:
-    """(Hp*Wp,) int32 raster indices in dilated-window order; -1 for padding cells."""
+def dilated_window_order(H: int, W: int, window: int, rate: int) -> np.ndarray:
+    """(Hp*Wp,) raster indices in dilated-window order; -1 for padding cells."""
     block = window * rate
     Hp, Wp = -(-H // block) * block, -(-W // block) * block
-    i = torch.arange(Hp)[:, None].expand(Hp, Wp)
-    j = torch.arange(Wp)[None, :].expand(Hp, Wp)
+    i, j = np.arange(Hp)[:, None], np.arange(Wp)[None, :]
     block_id = (i // block) * (Wp // block) + j // block
     phase = (i % rate) * rate + (j % rate)
     inside = ((i % block) // rate) * window + (j % block) // rate
     position = (block_id * rate * rate + phase) * window * window + inside
-    token = torch.where((i < H) & (j < W), i * W + j, torch.full_like(i, -1))
-    order = torch.empty(Hp * Wp, dtype=torch.int32)
-    order[position.reshape(-1)] = token.reshape(-1).int()
-    return order
+    return scattered(position, np.where((i < H) & (j < W), i * W + j, -1))
 
 
 @register_scan("atrous")
@@ -68,7 +64,7 @@ class AtrousScan(ScanStrategy):
         return self.rate * self.rate
 
     def build_routes(self, H: int, W: int) -> Routes:
-        return Routes(index=phase_routes(H, W, self.rate))
+        return Routes(index=table(phase_routes(H, W, self.rate)))
 
 
 @register_scan("atrous_window")
@@ -87,4 +83,4 @@ class AtrousWindowScan(ScanStrategy):
 
     def build_routes(self, H: int, W: int) -> Routes:
         order = dilated_window_order(H, W, self.window, self.rate)
-        return Routes(index=torch.stack([order, order.flip(0)]))
+        return Routes(index=table(np.stack([order, order[::-1]])))

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -112,12 +113,13 @@ class ScanStrategy(ABC):
         device = torch.device(device) if device is not None else torch.device("cpu")
         key = (H, W, str(device), middle_token)
         if key not in self._visits:
-            table = self.routes(H, W, device, middle_token).index.long()  # (K, T), -1 = padding step
-            visits = [row[row >= 0] for row in table]
-            for k, visited in enumerate(visits):
-                if visited.unique().numel() != visited.numel():
+            visits = []
+            for k, row in enumerate(self.routes(H, W, None, middle_token).index.numpy()):  # -1 = padding step
+                visited = row[row >= 0].astype(np.int64)
+                if np.unique(visited).size != visited.size:
                     raise ValueError(f"scan: {self.name!r} route {k} on {H} x {W} visits a token twice; a per-route "
                                      "operation along its tokens needs each token at most once per route")
+                visits.append(torch.from_numpy(visited).to(device))
             self._visits[key] = visits
         return self._visits[key]
 
@@ -178,10 +180,10 @@ def with_middle_token(routes: Routes, M: int) -> Routes:
     def inserted(table: Optional[torch.Tensor], value: int, tokens: bool = True) -> Optional[torch.Tensor]:
         if table is None:
             return None
+        values = table.numpy()
         if tokens:  # padding (-1) stays below c
-            table = torch.where(table >= c, table + 1, table)
-        m = table.shape[1] // 2
-        return torch.cat([table[:, :m], table.new_full((table.shape[0], 1), value), table[:, m:]], dim=1)
+            values = np.where(values >= c, values + 1, values)
+        return torch.from_numpy(np.insert(values, values.shape[1] // 2, value, axis=1).astype(values.dtype))
 
     return Routes(
         index=inserted(routes.index, c), param_index=inserted(routes.param_index, c), u_group=routes.u_group,
@@ -202,37 +204,46 @@ def join_middle_token(grid: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
     return torch.cat([grid[:, :c], token, grid[:, c:]], dim=1)
 
 
-def raster_grid(H: int, W: int) -> torch.Tensor:
-    """(H, W) int32 grid of raster token indices h * W + w."""
-    return torch.arange(H * W, dtype=torch.int32).view(H, W)
+def table(values: np.ndarray) -> torch.Tensor:
+    """A route table computed in numpy -> int32 tensor. Tables are built in numpy: it is single-threaded, where
+    torch's intra-op threads made these small index ops up to 100x slower on a busy 2-core machine."""
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.int32))
+
+
+def raster_grid(H: int, W: int) -> np.ndarray:
+    """(H, W) int64 grid of raster token indices h * W + w."""
+    return np.arange(H * W).reshape(H, W)
+
+
+def scattered(position: np.ndarray, token: np.ndarray) -> np.ndarray:
+    """The order that puts ``token`` (any shape) at ``position`` (same shape, a permutation of its size), flat."""
+    order = np.empty(position.size, dtype=np.int64)
+    order[position.reshape(-1)] = np.broadcast_to(token, position.shape).reshape(-1)
+    return order
 
 
 # Direction ids of the move that arrived at a step (PlainMamba's direction-aware B table rows).
 START, RIGHT, LEFT, UP, DOWN = 0, 1, 2, 3, 4
 
 
-def step_directions(index: torch.Tensor, W: int) -> torch.Tensor:
+def step_directions(index: Union[np.ndarray, torch.Tensor], W: int) -> torch.Tensor:
     """int64 (K, T) direction id of the move into each step of ``index`` (K, T) on a grid of width W.
 
     The first visited step of a route is START; padding steps (-1) get -1; a move that is not a single
     4-neighbour step (e.g. a jump between windows) counts as START, since no direction arrived at it.
     """
-    K, T = index.shape
-    directions = torch.full((K, T), -1, dtype=torch.long)
-    for k in range(K):
-        steps = torch.nonzero(index[k] >= 0).flatten()
-        if steps.numel() == 0:
+    index = np.asarray(index, dtype=np.int64)
+    directions = np.full(index.shape, -1, dtype=np.int64)
+    for k, row in enumerate(index):
+        steps = np.flatnonzero(row >= 0)
+        if steps.size == 0:
             continue
-        tokens = index[k, steps].long()
-        h, w = tokens // W, tokens % W
-        dh, dw = h[1:] - h[:-1], w[1:] - w[:-1]
-        moves = torch.full_like(dh, START)
-        moves[(dh == 0) & (dw == 1)] = RIGHT
-        moves[(dh == 0) & (dw == -1)] = LEFT
-        moves[(dh == -1) & (dw == 0)] = UP
-        moves[(dh == 1) & (dw == 0)] = DOWN
-        directions[k, steps] = torch.cat([moves.new_full((1,), START), moves])
-    return directions
+        h, w = np.divmod(row[steps], W)
+        dh, dw = np.diff(h), np.diff(w)
+        moves = np.select([(dh == 0) & (dw == 1), (dh == 0) & (dw == -1), (dh == -1) & (dw == 0), (dh == 1) & (dw == 0)],
+                          [RIGHT, LEFT, UP, DOWN], START)
+        directions[k, steps] = np.concatenate([[START], moves])
+    return torch.from_numpy(directions)
 
 
 def scan_tokens(x: torch.Tensor, routes: Routes) -> torch.Tensor:

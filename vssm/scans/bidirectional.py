@@ -5,10 +5,10 @@ place). Placing a class token (Vim puts it in the middle) is the model's job.
 """
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 from ..kernels import Routes
-from .base import ScanStrategy
+from .base import ScanStrategy, table
 from .registry import register_scan
 
 
@@ -22,5 +22,5 @@ class BidirectionalScan(ScanStrategy):
         return 2
 
     def build_routes(self, H: int, W: int) -> Routes:
-        order = torch.arange(H * W, dtype=torch.int32)
-        return Routes(index=torch.stack([order, order.flip(0)]))
+        order = np.arange(H * W)
+        return Routes(index=table(np.stack([order, order[::-1]])))

@@ -4,10 +4,10 @@ The order is the one official checkpoints stack their per-route parameters in.
 """
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 from ..kernels import Routes
-from .base import ScanStrategy, raster_grid
+from .base import ScanStrategy, raster_grid, table
 from .registry import register_scan
 
 
@@ -21,5 +21,5 @@ class CrossScan(ScanStrategy):
 
     def build_routes(self, H: int, W: int) -> Routes:
         grid = raster_grid(H, W)
-        raster, column = grid.reshape(-1), grid.t().reshape(-1)
-        return Routes(index=torch.stack([raster, column, raster.flip(0), column.flip(0)]))
+        raster, column = grid.reshape(-1), grid.T.reshape(-1)
+        return Routes(index=table(np.stack([raster, column, raster[::-1], column[::-1]])))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..kernels import Routes
-from .base import ScanStrategy
+from .base import ScanStrategy, table
 from .registry import register_scan
 
 
@@ -57,28 +57,28 @@ def _gilbert_block(ax: int, ay: int, bx: int, by: int) -> np.ndarray:
     return np.concatenate([first, second, third])
 
 
-def gilbert_order(H: int, W: int) -> torch.Tensor:
-    """(H*W,) int32 raster indices along the generalized Hilbert curve, major axis along the longer side."""
+def gilbert_order(H: int, W: int) -> np.ndarray:
+    """(H*W,) raster indices along the generalized Hilbert curve, major axis along the longer side."""
     cells = _gilbert_block(W, 0, 0, H) if W >= H else _gilbert_block(0, H, W, 0)
-    return torch.from_numpy(cells[:, 1] * W + cells[:, 0]).int()
+    return cells[:, 1] * W + cells[:, 0]
 
 
-def quadtree_order(H: int, W: int) -> torch.Tensor:
-    """(H*W,) int32 raster indices in OccMamba's non-rotating U-quadrant order."""
+def quadtree_order(H: int, W: int) -> np.ndarray:
+    """(H*W,) raster indices in OccMamba's non-rotating U-quadrant order."""
     rows, cols = np.divmod(np.arange(H * W), W)
     key = np.zeros(H * W, dtype=np.int64)
     levels = max(1, int(np.ceil(np.log2(max(H, W)))))
     u_digit = np.array([[0, 3], [1, 2]])  # (row bit, col bit) -> position in the U
     for level in range(levels - 1, -1, -1):
         key = key * 4 + u_digit[(rows >> level) & 1, (cols >> level) & 1]
-    return torch.from_numpy(np.argsort(key, kind="stable")).int()
+    return np.argsort(key, kind="stable")
 
 
-def _four_routes(order: torch.Tensor, transposed: torch.Tensor, W: int, H: int) -> torch.Tensor:
-    """[order, reversed, transposed order mapped back to this grid, reversed]."""
-    t_rows, t_cols = transposed // H, transposed % H  # transposed grid is W rows x H cols
-    back = (t_cols * W + t_rows).int()
-    return torch.stack([order, order.flip(0), back, back.flip(0)])
+def _four_routes(order: np.ndarray, transposed: np.ndarray, W: int, H: int) -> torch.Tensor:
+    """int32 [order, reversed, transposed order mapped back to this grid, reversed]."""
+    t_rows, t_cols = np.divmod(transposed, H)  # transposed grid is W rows x H cols
+    back = t_cols * W + t_rows
+    return table(np.stack([order, order[::-1], back, back[::-1]]))
 
 
 @register_scan("hilbert")

@@ -16,57 +16,57 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..kernels import Routes, selective_scan
-from .base import ScanParams, ScanPlan, ScanStrategy, raster_grid, require_single_u_slot
+from .base import ScanParams, ScanPlan, ScanStrategy, raster_grid, require_single_u_slot, scattered, table
 from .registry import register_scan
 from .zigzag import column_snake, row_snake
 
 PATTERNS = ("C", "X", "S", "Z")
 
 
-def diagonal_order(H: int, W: int) -> torch.Tensor:
+def diagonal_order(H: int, W: int) -> np.ndarray:
     """Anti-diagonals k = i + j in order, alternating direction per diagonal."""
-    i, j = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
-    diag = (i + j).reshape(-1)
-    along = torch.where(diag % 2 == 0, i.reshape(-1), -i.reshape(-1))  # even diagonals top-down
-    key = diag * (2 * H + 1) + along + H
-    return torch.argsort(key).int()
+    i, j = np.divmod(np.arange(H * W), W)
+    diag = i + j
+    along = np.where(diag % 2 == 0, i, -i)  # even diagonals top-down
+    return np.argsort(diag * (2 * H + 1) + along + H, kind="stable")
 
 
-def spiral_order(H: int, W: int) -> torch.Tensor:
+def spiral_order(H: int, W: int) -> np.ndarray:
     """Clockwise spiral from the top-left corner inward (closed form: ring, then position on the ring)."""
-    i, j = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
-    ring = torch.minimum(torch.minimum(i, j), torch.minimum(H - 1 - i, W - 1 - j))
+    i, j = np.divmod(np.arange(H * W), W)
+    ring = np.minimum(np.minimum(i, j), np.minimum(H - 1 - i, W - 1 - j))
     h, w = H - 2 * ring, W - 2 * ring  # size of each cell's ring
     before = ring * (2 * H + 2 * W - 4) - 4 * ring * (ring - 1)  # cells on the outer rings
     top, right = i == ring, j == ring + w - 1
     bottom = i == ring + h - 1
-    along = torch.where(
+    along = np.where(
         top, j - ring,
-        torch.where(right, w - 1 + i - ring,
-                    torch.where(bottom, 2 * (w - 1) + h - 1 - (j - ring),
-                                2 * (w - 1) + 2 * (h - 1) - (i - ring))),
+        np.where(right, w - 1 + i - ring,
+                 np.where(bottom, 2 * (w - 1) + h - 1 - (j - ring),
+                          2 * (w - 1) + 2 * (h - 1) - (i - ring))),
     )
-    return torch.argsort((before + along).reshape(-1)).int()
+    return scattered(before + along, np.arange(H * W))  # before + along: each cell's step on the spiral
 
 
-def pattern_routes(pattern: str, H: int, W: int) -> torch.Tensor:
-    """(4, H*W) int32: [A, reverse(A), B, reverse(B)] of one pattern."""
+def pattern_routes(pattern: str, H: int, W: int) -> np.ndarray:
+    """(4, H*W): [A, reverse(A), B, reverse(B)] of one pattern."""
     grid = raster_grid(H, W)
     if pattern == "C":
         a, b = row_snake(H, W), column_snake(H, W)
     elif pattern == "X":
         a = diagonal_order(H, W)
-        b = grid.flip(1).reshape(-1)[a.long()]  # reflect w -> W-1-w
+        b = grid[:, ::-1].reshape(-1)[a]  # reflect w -> W-1-w
     elif pattern == "S":
         a = spiral_order(H, W)
-        b = grid.flip(0).reshape(-1)[a.long()]  # reflect h -> H-1-h
+        b = grid[::-1].reshape(-1)[a]  # reflect h -> H-1-h
     else:
-        a, b = grid.reshape(-1), grid.t().reshape(-1)
-    return torch.stack([a, a.flip(0), b, b.flip(0)]).int()
+        a, b = grid.reshape(-1), grid.T.reshape(-1)
+    return np.stack([a, a[::-1], b, b[::-1]])
 
 
 class RouteAttention(nn.Module):
@@ -112,9 +112,8 @@ class MultiHeadScan(ScanStrategy):
         return dim // self.heads
 
     def build_routes(self, H: int, W: int) -> Routes:
-        index = torch.cat([pattern_routes(p, H, W) for p in self.patterns])
-        group = torch.arange(self.heads, dtype=torch.int32).repeat_interleave(4)
-        return Routes(index=index, u_group=group)
+        index = np.concatenate([pattern_routes(p, H, W) for p in self.patterns])
+        return Routes(index=table(index), u_group=table(np.repeat(np.arange(self.heads), 4)))
 
     def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
         return RouteAttention(self.heads)

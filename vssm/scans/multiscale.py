@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import Routes, selective_scan
 from .base import (ScanParams, ScanPlan, ScanStrategy, join_middle_token, raster_grid, require_single_u_slot,
-                   split_middle_token)
+                   split_middle_token, table)
 from .registry import register_scan
 
 
@@ -52,11 +53,11 @@ class MultiScaleScan(ScanStrategy):
     def build_routes(self, H: int, W: int) -> Routes:
         h, w = low_resolution(H, W)
         low = raster_grid(h, w) + H * W
-        chained = torch.cat([low.reshape(-1).flip(0), low.t().reshape(-1), low.t().reshape(-1).flip(0)])
-        full = torch.arange(H * W, dtype=torch.int32)
-        T = max(full.numel(), chained.numel())
-        pad = lambda r: torch.cat([r, r.new_full((T - r.numel(),), -1)])  # noqa: E731
-        return Routes(index=torch.stack([pad(full), pad(chained)]))
+        chained = np.concatenate([low.reshape(-1)[::-1], low.T.reshape(-1), low.T.reshape(-1)[::-1]])
+        full = np.arange(H * W)
+        T = max(full.size, chained.size)
+        pad = lambda r: np.pad(r, (0, T - r.size), constant_values=-1)  # noqa: E731
+        return Routes(index=table(np.stack([pad(full), pad(chained)])))
 
     def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
         return Downsample(dim)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import Routes, selective_scan
-from .base import ScanParams, ScanPlan, ScanStrategy, join_middle_token, require_single_u_slot, split_middle_token
+from .base import (ScanParams, ScanPlan, ScanStrategy, join_middle_token, require_single_u_slot, split_middle_token,
+                   table)
 from .registry import register_scan
 
 DILATIONS = (1, 3, 5)
@@ -52,7 +54,7 @@ class SpatialFusionScan(ScanStrategy):
         return 1
 
     def build_routes(self, H: int, W: int) -> Routes:
-        return Routes(index=torch.arange(H * W, dtype=torch.int32)[None])
+        return Routes(index=table(np.arange(H * W)[None]))
 
     def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
         return StateFusion(dim * d_state)

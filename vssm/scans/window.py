@@ -6,26 +6,22 @@ become padding steps (-1): the state skips them and no token is ever read twice 
 """
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 from ..kernels import Routes
-from .base import ScanStrategy
+from .base import ScanStrategy, scattered, table
 from .registry import register_scan
 
 
-def window_order(H: int, W: int, size: int, column: bool = False) -> torch.Tensor:
-    """(Hp*Wp,) int32 raster indices of the padded grid's cells in window order; -1 for padding cells."""
+def window_order(H: int, W: int, size: int, column: bool = False) -> np.ndarray:
+    """(Hp*Wp,) raster indices of the padded grid's cells in window order; -1 for padding cells."""
     Hp, Wp = -(-H // size) * size, -(-W // size) * size
-    i = torch.arange(Hp)[:, None].expand(Hp, Wp)
-    j = torch.arange(Wp)[None, :].expand(Hp, Wp)
+    i, j = np.arange(Hp)[:, None], np.arange(Wp)[None, :]
     if column:
         position = ((Hp // size) * (j // size) + i // size) * size * size + (j % size) * size + (i % size)
     else:
         position = ((Wp // size) * (i // size) + j // size) * size * size + (i % size) * size + (j % size)
-    token = torch.where((i < H) & (j < W), i * W + j, torch.full_like(i, -1))
-    order = torch.empty(Hp * Wp, dtype=torch.int32)
-    order[position.reshape(-1)] = token.reshape(-1).int()
-    return order
+    return scattered(position, np.where((i < H) & (j < W), i * W + j, -1))
 
 
 @register_scan("window")
@@ -44,4 +40,4 @@ class WindowScan(ScanStrategy):
 
     def build_routes(self, H: int, W: int) -> Routes:
         rows, cols = window_order(H, W, self.size), window_order(H, W, self.size, column=True)
-        return Routes(index=torch.stack([rows, cols, rows.flip(0), cols.flip(0)]))
+        return Routes(index=table(np.stack([rows, cols, rows[::-1], cols[::-1]])))

@@ -12,23 +12,26 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..kernels import Routes
-from .base import ScanParams, ScanPlan, ScanStrategy, raster_grid, step_directions
+from .base import ScanParams, ScanPlan, ScanStrategy, raster_grid, step_directions, table
 from .registry import register_scan
 
 
-def row_snake(H: int, W: int) -> torch.Tensor:
-    grid = raster_grid(H, W).clone()
-    grid[1::2] = grid[1::2].flip(1)
+def row_snake(H: int, W: int) -> np.ndarray:
+    """(H*W,) raster indices: row 0 left->right, row 1 right->left, ..."""
+    grid = raster_grid(H, W)
+    grid[1::2] = grid[1::2, ::-1]
     return grid.reshape(-1)
 
 
-def column_snake(H: int, W: int) -> torch.Tensor:
-    grid = raster_grid(H, W).t().clone()
-    grid[1::2] = grid[1::2].flip(1)
+def column_snake(H: int, W: int) -> np.ndarray:
+    """(H*W,) raster indices: column 0 top->bottom, column 1 bottom->top, ..."""
+    grid = raster_grid(H, W).T.copy()
+    grid[1::2] = grid[1::2, ::-1]
     return grid.reshape(-1)
 
 
@@ -69,9 +72,9 @@ class ZigzagScan(ScanStrategy):
 
     def build_routes(self, H: int, W: int) -> Routes:
         rows, cols = row_snake(H, W), column_snake(H, W)
-        index = torch.stack([rows, rows.flip(0), cols, cols.flip(0)])
-        param_index = torch.arange(H * W, dtype=torch.int32).expand(4, -1).contiguous() if self.raster_params else None
-        return Routes(index=index, param_index=param_index, direction=step_directions(index, W))
+        index = np.stack([rows, rows[::-1], cols, cols[::-1]])
+        param_index = table(np.broadcast_to(np.arange(H * W), (4, H * W))) if self.raster_params else None
+        return Routes(index=table(index), param_index=param_index, direction=step_directions(index, W))
 
     def make_module(self, dim: int, d_state: int) -> Optional[nn.Module]:
         return DirectionBias(d_state) if self.direction_bias else None
