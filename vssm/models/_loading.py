@@ -95,6 +95,16 @@ def select_state_dict(checkpoint: Any, keys: Iterable[str] = ("model", "state_di
     return {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
 
 
+def conversion_input(checkpoint: Any) -> Dict[str, Any]:
+    """What the converters read from a loaded checkpoint, as plain dicts: the weights under ``model`` and the
+    fields of the pickled config objects ``args`` / ``config``. timm deep-copies what it is handed (which would
+    also drop the fields of an inert object), so optimizer state and EMA copies are left behind here."""
+    out: Dict[str, Any] = {"model": select_state_dict(checkpoint)}
+    if isinstance(checkpoint, dict):
+        out.update({key: pickled_fields(checkpoint[key]) for key in ("args", "config") if key in checkpoint})
+    return out
+
+
 def key_summary(keys: Sequence[str], shown: int = 5) -> str:
     """``['a', 'b']`` for a few keys; the first ``shown`` and the count for more (errors stay short)."""
     keys = sorted(keys)
@@ -138,7 +148,7 @@ def create_model_from_file_or_cfg(
     if pretrained:
         overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {})
         path = overlay.get("file") or _download(variant, kwargs, overlay)
-        overlay["state_dict"] = load_checkpoint_file(path)
+        overlay["state_dict"] = conversion_input(load_checkpoint_file(path))
         kwargs["pretrained_cfg_overlay"] = overlay
     return build_model_with_cfg(
         model_cls, variant, pretrained, pretrained_filter_fn=_reporting(filter_fn), pretrained_strict=True, **kwargs
