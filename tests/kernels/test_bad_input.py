@@ -213,3 +213,15 @@ def test_routes_fields_are_checked_at_construction(fields, pattern):
     full.update(fields)
     with pytest.raises(ValueError, match=pattern):
         Routes(**full)
+
+
+def test_routes_made_under_inference_mode_are_checked_and_cached():
+    """Inference tensors have no version counter: their value cache is keyed on the storage alone."""
+    p = random_problem()
+    with torch.inference_mode():
+        routes = Routes(index=p.routes.index.clone())
+        expected = call(p, routes=routes)
+        bad = Routes(index=routes.index.clone().fill_(13))
+        with pytest.raises(ValueError, match=r"^routes: token indices must lie in \[-1, L\)"):
+            call(p, routes=bad)
+    torch.testing.assert_close(call(p, routes=routes), expected)  # a strategy's cached routes, reused in training
