@@ -125,7 +125,9 @@ def check_inputs(
     for name, t in (("A", A), ("D", D), ("delta_bias", delta_bias)):
         _check_dtype(name, t, PARAMETER_DTYPES, u)
     if out_dtype is not None and out_dtype not in ACTIVATION_DTYPES:
-        raise ValueError(f"out_dtype: got {out_dtype!r}, expected None (u's dtype) or one of {_names(ACTIVATION_DTYPES)}")
+        raise ValueError(
+            f"out_dtype: got {out_dtype!r}, expected None (u's dtype) or one of {_names(ACTIVATION_DTYPES)}"
+        )
     if merge not in MERGES:
         raise ValueError(f"merge: got {merge!r}, expected one of {MERGES}")
     batch, length, u_slots, dim = u.shape
