@@ -122,7 +122,8 @@ def test_allow_list_is_exact_and_getattr_resolves_only_history_statistics():
                    for g in checkpoint_io._allowed_globals())
     dtypes = [f"numpy.dtypes.{type(np.dtype(code)).__name__}" for code in checkpoint_io.NUMERIC_DTYPES]
     assert names == sorted(["builtins.getattr", "mmengine.logging.history_buffer.HistoryBuffer", "numpy.ndarray",
-                            "numpy.dtype", "numpy._core.multiarray._reconstruct"] + dtypes)
+                            "numpy.dtype", "numpy._core.multiarray._reconstruct", "numpy._core.multiarray.scalar"]
+                           + dtypes)
     assert "numpy.dtypes.ObjectDType" not in names
     assert checkpoint_io._history_getattr(HistoryBuffer, "mean") is HistoryBuffer.mean
     for obj, name in ((os, "system"), (HistoryBuffer, "__init__"), (torch._utils._rebuild_parameter, "__globals__")):
@@ -131,6 +132,7 @@ def test_allow_list_is_exact_and_getattr_resolves_only_history_statistics():
 
 
 def test_a_runner_checkpoint_with_a_message_hub_loads(tmp_path):
+    import numpy as np
     from mmengine.logging import MessageHub
     from mmengine.runner.checkpoint import save_checkpoint
 
@@ -138,9 +140,11 @@ def test_a_runner_checkpoint_with_a_message_hub_loads(tmp_path):
     for value in (1.5, 1.25):
         hub.update_scalar("train/loss", value)
     hub.update_info("iter", 2)
+    hub.update_info("metric", np.float64(0.5))  # evaluation metrics reach runtime_info as numpy scalars
     path = str(tmp_path / "iter_2.pth")
     save_checkpoint({"meta": {"iter": 2}, "state_dict": {"w": torch.ones(2)}, "message_hub": hub.state_dict()}, path)
-    assert "builtins.getattr" in torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    assert {"builtins.getattr", "numpy._core.multiarray.scalar"} <= set(
+        torch.serialization.get_unsafe_globals_in_checkpoint(path))
     with checkpoint_io.mmengine_checkpoint_globals(path=path):
         loaded = torch.load(path)
     assert loaded["message_hub"]["log_scalars"]["train/loss"].mean() == pytest.approx(1.375)

@@ -3,9 +3,9 @@
 mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; since torch 2.6 that means ``weights_only=True``,
 which refuses the Runner's own files: the message hub pickles ``HistoryBuffer`` objects holding numpy arrays and
 their statistics functions (``getattr(HistoryBuffer, 'mean')`` in pickle protocol 2).
-:func:`mmengine_checkpoint_globals` allows exactly those inert globals: ``HistoryBuffer``, numpy's array rebuild
-(``_reconstruct``, ``ndarray``, ``dtype`` and the numeric dtype classes) and a ``getattr`` that resolves only ``HistoryBuffer``'s four built-in
-statistics. Anything else (``os.system`` through ``__reduce__``, ``getattr`` on torch internals, ...) raises
+:func:`mmengine_checkpoint_globals` allows exactly those inert globals: ``HistoryBuffer``, numpy's array and
+scalar rebuild (``_reconstruct``, ``ndarray``, ``scalar``, ``dtype`` and the numeric dtype classes) and a
+``getattr`` that resolves only ``HistoryBuffer``'s four built-in statistics. Anything else (``os.system`` through ``__reduce__``, ``getattr`` on torch internals, ...) raises
 :class:`CheckpointRefusedError` naming the refused global. A file you trust (it may run any code it contains)
 loads with ``trust=True`` (the tools' ``--trust-checkpoint``): ``weights_only=False`` inside the context.
 """
@@ -55,7 +55,8 @@ def _describe(obj: Any) -> str:
 def _allowed_globals() -> List[object]:
     """The exact globals of a Runner checkpoint beyond torch's defaults (tensors, OrderedDict, _codecs.encode)."""
     numeric_dtypes = [type(np.dtype(code)) for code in NUMERIC_DTYPES]
-    return [HistoryBuffer, np.ndarray, np.dtype, np._core.multiarray._reconstruct,
+    multiarray = np._core.multiarray
+    return [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,
             (_history_getattr, "builtins.getattr")] + numeric_dtypes
 
 
