@@ -3,7 +3,7 @@ against the reference's autograd."""
 import pytest
 import torch
 
-from vssm.kernels import Routes, selective_scan, selective_scan_reference
+from vssm.kernels import BACKENDS, Routes, selective_scan, selective_scan_reference
 
 from .scan_inputs import as_float64, assert_close, random_problem
 
@@ -76,3 +76,27 @@ def test_u_group_gradients_reach_the_right_slots():
     (grad,) = torch.autograd.grad(out.sum(), u)
     assert torch.count_nonzero(grad[:, :, 1]) == 0  # slot 1 is read by no route
     assert torch.count_nonzero(grad[:, :, 0]) > 0 and torch.count_nonzero(grad[:, :, 2]) > 0
+
+
+ZERO_SIZES = [dict(batch=0), dict(dim=0), dict(N=0), dict(L=0)]
+
+
+@pytest.mark.parametrize("backend", ["torch", "reference", "triton"])
+@pytest.mark.parametrize("zero", ZERO_SIZES, ids=lambda z: next(iter(z)))
+def test_zero_sizes_give_empty_outputs_and_gradients(zero, backend):
+    """Batch 0, dim 0, N 0 or L 0 (with an all-padding route table): outputs of the right shape (empty, or the
+    D u skip term for N 0) and gradients of every input's shape, on every backend."""
+    if backend == "triton" and "triton" not in BACKENDS:
+        pytest.skip("triton not installed")
+    sizes = dict(dict(batch=2, L=5, dim=3, N=2), **zero)
+    p = random_problem(K=2, pad=2, repeat=False, **sizes)
+    if sizes["L"] == 0:
+        p.routes = Routes(index=torch.full((2, 2), -1, dtype=torch.int32))
+    inputs = [t.requires_grad_() for t in p.float_args()]
+    out = selective_scan(*p.args(), routes=p.routes, backend=backend)
+    ref = selective_scan_reference(*as_float64(p).args(), routes=p.routes)
+    assert out.shape == (sizes["batch"], sizes["L"], sizes["dim"]) and out.dtype == p.u.dtype
+    assert_close(out, ref, torch.float32)
+    grads = torch.autograd.grad((out * torch.randn_like(out)).sum(), inputs, allow_unused=True)
+    for g, t in zip(grads, inputs):
+        assert g is None or g.shape == t.shape

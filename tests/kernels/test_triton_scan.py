@@ -336,3 +336,55 @@ def test_routes_visiting_every_token_once_write_every_output_row(monkeypatch, la
     for g, r in zip(grads, ref_grads):
         assert torch.isfinite(g).all()
         assert_close(g, r, torch.float32)
+
+
+# --- int64 offsets at the benchmark sizes (CPU interpreter: the index arithmetic, not the 5e9-element buffers) --
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+
+from vssm.kernels.triton_offsets import _channel_block_base, _program_row, _state_offset  # noqa: E402
+
+
+@triton.jit
+def _largest_offsets_kernel(out_ptr, pid_d, batch, L, K, b, k, c, n_chunks, dim, pid2, n_db, n_prog2,
+                            N: tl.constexpr):
+    """The offset helpers at the last program's ids, with int32 arguments as a launch passes them."""
+    d = dim - 1 + tl.arange(0, 1)
+    n = N - 1 + tl.arange(0, 1)
+    tl.store(out_ptr, _channel_block_base(pid_d, batch, L, K, N))
+    tl.store(out_ptr + 1 + tl.arange(0, 1), tl.reshape(_state_offset(b, k, c, K, n_chunks, dim, d, n, N), (1,)))
+    tl.store(out_ptr + 2, _program_row(b, pid_d, pid2, n_db, n_prog2))
+
+
+@pytest.mark.parametrize("tiles", [False, True], ids=["steps", "tiles"])
+@pytest.mark.parametrize("shape", ["a", "c", "vim-long"])
+def test_largest_offsets_fit_their_buffers_in_int64(shape, tiles):
+    """Each launcher's largest offsets (last program, last channel, last state) into the dB/dC partials, the
+    saved states and the per-program scratch equal the exact value, one below the buffer's size; at case (c)
+    with tiles (192 channel blocks) the partials pass 2^31 elements, where int32 arithmetic wrapped."""
+    b, L, K, dim, N = {"a": (128, 3136, 4, 96, 1), "c": (128, 3136, 4, 192, 16), "vim-long": (8, 4097, 2, 384, 16)}[shape]
+    config = KernelConfig(tile_forward=tiles, tile_backward=tiles)
+    plan = triton_scan.plan(config, ScanSizes(b, L, K, 1, dim, N, L), True, True)
+    block_d, block_n = triton_scan.blocks(dim, N, plan.chunk, tiles)
+    n_db, chunks = triton.cdiv(dim, block_d), triton_scan.n_chunks(L, plan.chunk)
+    spans = chunks if plan.bwd_chunked else 1
+    out = torch.zeros(3, dtype=torch.int64)
+    _largest_offsets_kernel[(1,)](out, n_db - 1, b, L, K, b - 1, K - 1, chunks - 1, chunks, dim, K * spans - 1, n_db,
+                                  K * spans, N=N)
+    partials, states, programs = out.tolist()
+    assert partials + b * L * K * N == n_db * b * L * K * N  # last channel block's slice ends the buffer
+    assert states == b * K * chunks * dim * N - 1
+    assert programs == b * n_db * K * spans - 1
+    if shape == "c" and tiles:
+        assert n_db * b * L * K * N > 2**31
+
+
+def test_int32_arithmetic_would_wrap_at_case_c():
+    """The interpreter keeps int32 semantics, so the test above can fail: the old product pid_d * (b*L*K*N)."""
+    @triton.jit
+    def old(out_ptr, pid_d, batch, L, K, N: tl.constexpr):
+        tl.store(out_ptr, pid_d * (batch * L * K * N))
+
+    out = torch.zeros(1, dtype=torch.int64)
+    old[(1,)](out, 191, 128, 3136, 4, N=16)
+    assert out.item() != 191 * 128 * 3136 * 4 * 16
