@@ -68,7 +68,7 @@ def test_legacy_torch_format_loads(tmp_path):
 
 
 # unreadable files -------------------------------------------------------------------------------------
-def _corrupt_files(tmp_path):
+def _corrupt_files():
     good = (FIXTURES / "vim_tiny_64x64" / "checkpoint.pth").read_bytes()
     header = b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}'
     return {
@@ -82,7 +82,7 @@ def _corrupt_files(tmp_path):
 @pytest.mark.parametrize("name", ["random.bin", "truncated.pth", "bad.safetensors", "empty.pth"])
 def test_unreadable_file_names_the_path_and_the_formats(name, tmp_path):
     path = tmp_path / name
-    path.write_bytes(_corrupt_files(tmp_path)[name])
+    path.write_bytes(_corrupt_files()[name])
     with pytest.raises(CheckpointFormatError) as info:
         _load("vim_tiny", path, **VIM_SMALL)
     message = str(info.value)
