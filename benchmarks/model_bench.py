@@ -3,8 +3,8 @@
     python benchmarks/model_bench.py --out DIR [--models ...] [--sizes 224 384 512 768 1024] [--quick]
                                      [--kernel-settings NAME=VALUE,...]
 
-1. Inference img/s (batch 128, 224x224, bf16 autocast, channels-first input), eager and replayed from a CUDA
-   graph, and training-step img/s (forward + backward + AdamW, bf16 autocast), eager and replayed from a CUDA
+1. Inference img/s (batch 128, 224x224, bf16 autocast, channels-first input) and training-step img/s (forward +
+   backward + AdamW, bf16 autocast), each three ways: eager, ``torch.compile(model)`` and replayed from a CUDA
    graph (whole-step capture, capturable AdamW), for every model in --models.
 2. Resolution sweep (img/s and peak memory) for the pairs vim_tiny/deit_tiny and
    vmamba_tiny/convnext_tiny/swin_tiny, batch chosen per size (128 at 224, shrinking with the pixel count,
@@ -28,7 +28,7 @@ import torch
 
 import kernel_settings
 import vssm  # noqa: F401  (registers vssm models)
-from vssm.utils.throughput import measure_inference, measure_training
+from vssm.utils.throughput import create_for_size, measure_inference, measure_training, sweep_batch
 
 MODELS = [
     "vmamba_tiny", "vmamba_small", "vmamba_base", "vim_tiny", "vim_small", "plainmamba_l1", "plainmamba_l2",
@@ -37,34 +37,18 @@ MODELS = [
 SWEEP = ["vim_tiny", "deit_tiny_patch16_224", "vmamba_tiny", "convnext_tiny", "swin_tiny_patch4_window7_224"]
 
 
-def sweep_batch(size: int) -> int:
-    """128 images at 224, fewer as pixels grow, 8 at 1024 (deit_tiny's published point)."""
-    return 8 if size >= 1024 else max(8, int(128 * (224 / size) ** 2) // 8 * 8)
-
-
-def build(name: str, size: int) -> torch.nn.Module:
-    import timm
-
-    cfg = timm.models.get_pretrained_cfg(name)
-    kwargs = {}
-    if cfg is not None and cfg.fixed_input_size:
-        kwargs["img_size"] = size
-        if name.startswith("swin"):
-            kwargs["window_size"] = 7 if size % 32 == 0 and (size // 32) % 7 == 0 else size // 32
-    return timm.create_model(name, **kwargs)
-
-
 def run_main_table(models: List[str], device: torch.device, quick: bool, settings: str) -> List[Dict]:
     rows = []
     for name in models:
         row = dict(model=name)
         try:
-            model = build(name, 224)
+            model = create_for_size(name, 224)
             row["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
             inf = measure_inference(model, 128, 224, device, iters=10 if quick else 30)
             trn = measure_training(model, 128, 224, device, iters=5 if quick else 20)
             row.update(inference=inf.images_per_s, inference_mem_gb=inf.peak_memory_gb,
                        training=trn.images_per_s, training_mem_gb=trn.peak_memory_gb)
+            row["inference_compiled"], row["training_compiled"] = compiled(model, quick, device)
             row["inference_graph"], row["training_graph"] = graphed(name, quick, settings)
         except Exception as err:  # a model that fails is reported, the run goes on
             row["error"] = f"{type(err).__name__}: {err}"[:300]
@@ -72,6 +56,19 @@ def run_main_table(models: List[str], device: torch.device, quick: bool, setting
         rows.append(row)
         torch.cuda.empty_cache()
     return rows
+
+
+def compiled(model: torch.nn.Module, quick: bool, device: torch.device) -> Tuple[Optional[float], Optional[float]]:
+    """torch.compile inference and training-step img/s (None where compilation fails; the reason is printed)."""
+    results: List[Optional[float]] = []
+    for measure, iters in ((measure_inference, 10 if quick else 30), (measure_training, 5 if quick else 20)):
+        try:
+            results.append(measure(model, 128, 224, device, iters=iters, mode="compile").images_per_s)
+        except Exception as err:  # noqa: BLE001 (reported, the run goes on)
+            print(f"torch.compile {measure.__name__} failed: {type(err).__name__}: {str(err)[:200]}", flush=True)
+            results.append(None)
+        torch._dynamo.reset()
+    return results[0], results[1]
 
 
 def graphed(name: str, quick: bool, settings: str) -> Tuple[Optional[float], Optional[float]]:
@@ -95,7 +92,7 @@ def run_sweep(models: List[str], sizes: List[int], device: torch.device, quick: 
             batch = sweep_batch(size)
             row = dict(model=name, size=size, batch=batch)
             try:
-                inf = measure_inference(build(name, size), batch, size, device, warmup=3, iters=5 if quick else 10)
+                inf = measure_inference(create_for_size(name, size), batch, size, device, warmup=3, iters=5 if quick else 10)
                 row.update(inference=inf.images_per_s, peak_memory_gb=inf.peak_memory_gb)
             except Exception as err:
                 row["error"] = f"{type(err).__name__}: {err}"[:300]
@@ -108,16 +105,18 @@ def run_sweep(models: List[str], sizes: List[int], device: torch.device, quick: 
 def markdown(meta: Dict, main: List[Dict], sweep: List[Dict]) -> str:
     lines = [f"{meta['device']}, {meta['date']}, torch {meta['torch']}, triton {meta['triton']}"
              + (f", kernel settings {meta['kernel_settings']}" if meta["kernel_settings"] else ""), "",
-             "| model | params (M) | inference img/s | inference, CUDA graph | training img/s | training, CUDA graph "
-             "| train peak mem (GB) |",
-             "|---|---|---|---|---|---|---|"]
+             "| model | params (M) | inference img/s | inference, compiled | inference, CUDA graph | training img/s "
+             "| training, compiled | training, CUDA graph | train peak mem (GB) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in main:
         if "error" in r:
-            lines.append(f"| {r['model']} | | error: {r['error'][:80]} | | | | |")
+            lines.append(f"| {r['model']} | | error: {r['error'][:80]} | | | | | | |")
         else:
-            graph = lambda v: "capture failed" if v is None else f"{v:.0f}"  # noqa: E731
-            lines.append(f"| {r['model']} | {r['params_m']:.1f} | {r['inference']:.0f} | {graph(r['inference_graph'])} | "
-                         f"{r['training']:.0f} | {graph(r['training_graph'])} | {r['training_mem_gb']:.1f} |")
+            failed = lambda v: "failed" if v is None else f"{v:.0f}"  # noqa: E731
+            lines.append(f"| {r['model']} | {r['params_m']:.1f} | {r['inference']:.0f} | "
+                         f"{failed(r['inference_compiled'])} | {failed(r['inference_graph'])} | {r['training']:.0f} | "
+                         f"{failed(r['training_compiled'])} | {failed(r['training_graph'])} | "
+                         f"{r['training_mem_gb']:.1f} |")
     lines += ["", "| model | size | batch | inference img/s | peak memory (GB) |", "|---|---|---|---|---|"]
     for r in sweep:
         if "error" in r:
@@ -166,9 +165,9 @@ def main() -> None:
     torch.backends.cudnn.allow_tf32 = True
     device = torch.device("cuda")
     if args.graph_one:
-        model = build(args.graph_one, 224)
-        inference = measure_inference(model, 128, 224, device, iters=10 if args.quick else 30, cuda_graph=True)
-        training = measure_training(model, 128, 224, device, iters=5 if args.quick else 20, cuda_graph=True)
+        model = create_for_size(args.graph_one, 224)
+        inference = measure_inference(model, 128, 224, device, iters=10 if args.quick else 30, mode="graph")
+        training = measure_training(model, 128, 224, device, iters=5 if args.quick else 20, mode="graph")
         print(inference.images_per_s, training.images_per_s)
         return
     if not args.out:
