@@ -1,41 +1,38 @@
-"""Kernel settings for side-by-side benchmark variants: 'NAME=VALUE[,NAME=VALUE...]' over the upper-case module
-settings of vssm.kernels.triton_scan and triton_scan_tiled (TILES, TILE_ELEMENTS, TILE_WARPS, CHUNK,
-PARTIALS_BF16, ...)."""
+"""Kernel-config variants for side-by-side benchmarks: 'NAME=VALUE[,NAME=VALUE...]' over the fields of
+vssm.kernels.KernelConfig (chunk, chunk_parallel, tile_forward, tile_backward, partials_bf16,
+torch_chunk_elements); 0/1 for the switches, e.g. ``tile_forward=0,chunk=32``."""
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, List, Tuple
+import dataclasses
 
-from vssm.kernels import triton_scan, triton_scan_tiled
+from vssm.kernels import KernelConfig, kernel_config
 
-Setting = Tuple[object, str, object]
+_FIELDS = {f.name: f for f in dataclasses.fields(KernelConfig)}
+_SWITCHES = {"chunk_parallel", "tile_forward", "tile_backward", "partials_bf16"}
 
 
-def parse(variant: str) -> List[Setting]:
-    """'TILES=1,TILE_ELEMENTS=8192' -> [(module, name, value), ...]; an unknown name raises SystemExit."""
-    settings = []
-    for item in variant.split(","):
+def parse(variant: str) -> KernelConfig:
+    """'tile_forward=0,chunk=32' -> KernelConfig(tile_forward=False, chunk=32); a bad entry raises SystemExit."""
+    values = {}
+    for item in filter(None, variant.split(",")):
         name, _, value = item.partition("=")
-        module = next((m for m in (triton_scan, triton_scan_tiled) if name.isupper() and hasattr(m, name)), None)
-        if module is None or not value:
-            raise SystemExit(f"kernel setting {item!r}: expected NAME=VALUE with NAME a setting of triton_scan "
-                             "or triton_scan_tiled")
-        current = getattr(module, name)
+        if name not in _FIELDS or not value:
+            raise SystemExit(f"kernel setting {item!r}: expected NAME=VALUE with NAME one of {sorted(_FIELDS)}")
         try:
-            settings.append((module, name, bool(int(value)) if isinstance(current, bool) else type(current)(value)))
+            number = int(value)
         except ValueError:
             raise SystemExit(f"kernel setting {item!r}: {name} takes an integer (0/1 for a switch)") from None
-    return settings
-
-
-@contextlib.contextmanager
-def applied(settings: List[Setting]) -> Iterator[None]:
-    """The settings in force inside the block, the previous values restored after it."""
-    saved = [getattr(module, name) for module, name, _ in settings]
-    for module, name, value in settings:
-        setattr(module, name, value)
+        if name in _SWITCHES and number not in (0, 1):
+            raise SystemExit(f"kernel setting {item!r}: {name} is a switch, 0 or 1")
+        values[name] = bool(number) if name in _SWITCHES else number
     try:
-        yield
-    finally:
-        for (module, name, _), value in zip(settings, saved):
-            setattr(module, name, value)
+        return KernelConfig(**values)
+    except ValueError as err:
+        raise SystemExit(f"kernel setting {variant!r}: {err}") from None
+
+
+def use(variant: str) -> None:
+    """The variant's settings for the rest of this (benchmark) process; '' keeps the defaults."""
+    if variant:
+        contextlib.ExitStack().enter_context(kernel_config(parse(variant)))

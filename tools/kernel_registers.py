@@ -1,12 +1,11 @@
 """Compile every Triton kernel vssm's launchers use, for a GPU architecture, on a machine without a GPU; print each
 kernel's registers and spills.
 
-    python tools/kernel_registers.py [--arch 90] [--settings TILES=1 PARTIALS_BF16=1 ...] [--only KERNEL ...]
+    python tools/kernel_registers.py [--arch 90] [--settings tile_forward=0 tile_backward=1 ...] [--only KERNEL ...]
 
 The scan and LayerNorm launchers run on small CPU tensors shaped like the benchmark layers (VMamba-T stage 1,
 VMamba v0, a Vim layer; whole-route and chunk-parallel schedules, with and without hidden states), once with the
-default kernel settings and once per ``--settings`` entry (NAME=VALUE,... of ``vssm.kernels.triton_scan`` /
-``triton_scan_tiled``). Each launch is compiled by Triton's own specialisation of its actual arguments, for a
+default kernel config and once per ``--settings`` entry (NAME=VALUE,... of ``vssm.kernels.KernelConfig``). Each launch is compiled by Triton's own specialisation of its actual arguments, for a
 stand-in driver of the chosen architecture, and never run; ptxas reports registers and spill bytes. Run it
 without TRITON_INTERPRET. Exit status 1 when a kernel fails to compile.
 """
@@ -31,8 +30,12 @@ from triton.backends.nvidia.compiler import get_ptxas, sm_arch_from_capability  
 from triton.runtime.driver import driver  # noqa: E402
 from triton.runtime.jit import JITFunction  # noqa: E402
 
-from vssm.kernels import Routes, triton_layer_norm, triton_scan, triton_scan_tiled  # noqa: E402
-from vssm.kernels.op import _problem  # noqa: E402
+from vssm.kernels import KernelConfig, Routes, kernel_config, triton_epilogue, triton_layer_norm, triton_scan  # noqa: E402
+from vssm.kernels.config import current_config  # noqa: E402
+from vssm.kernels.op import _problem, _sizes  # noqa: E402
+
+# The modules whose kernels the launchers call, by the names the launchers see.
+LAUNCHING = (triton_scan, triton_epilogue, triton_layer_norm)
 
 
 class CompileOnlyDriver:
@@ -117,22 +120,19 @@ def run_launchers(length: int = 100) -> None:
         index = torch.stack([torch.randperm(length) if k % 2 else torch.arange(length) for k in range(K)]).int()
         repeated = index.clone()
         repeated[0, 1], repeated[0, 2] = repeated[0, 0], -1
-        saved = triton_scan.PARALLEL_PROGRAMS
-        try:
-            for whole_route in (True, False):
-                triton_scan.PARALLEL_PROGRAMS = 1 if whole_route else 10**9
-                for hidden in (False, True):
-                    scan_once(index, dim, N, with_z, hidden)
-            scan_once(repeated, dim, N, with_z, False)
-        finally:
-            triton_scan.PARALLEL_PROGRAMS = saved
+        for chunked in (False, True):
+            for hidden in (False, True):
+                scan_once(index, dim, N, with_z, hidden, KernelConfig(chunk_parallel=chunked))
+        # repeated tokens: per-step kernels, whole routes only
+        scan_once(repeated, dim, N, with_z, False, KernelConfig(tile_forward=False, tile_backward=False,
+                                                                chunk_parallel=False))
     for channels in (96, 192, 384, 768):
         x = torch.randn(64, channels, dtype=torch.bfloat16, requires_grad=True)
         y = triton_layer_norm.TritonLayerNorm.apply(x, torch.ones(channels), torch.zeros(channels), 1e-5, torch.bfloat16)
         y.backward(torch.ones_like(y))
 
 
-def scan_once(index: torch.Tensor, dim: int, N: int, with_z: bool, hidden: bool) -> None:
+def scan_once(index: torch.Tensor, dim: int, N: int, with_z: bool, hidden: bool, config: KernelConfig) -> None:
     K, L = index.shape
     bf16 = dict(dtype=torch.bfloat16)
     u, delta = torch.randn(2, L, 1, dim, **bf16), torch.randn(2, L, K, dim, **bf16)
@@ -140,11 +140,13 @@ def scan_once(index: torch.Tensor, dim: int, N: int, with_z: bool, hidden: bool)
     A, D, bias = -torch.rand(K, dim, N), torch.randn(K, dim), torch.randn(K, dim)
     z = torch.randn(2, L, 1, dim, **bf16) if with_z else None
     routes = Routes(index=index)
-    prob = _problem(u, delta, A, B, C, D, bias, routes.index, None, None, True, routes.tokens_unique(),
-                    routes.covers(L))
+    unique, cover = routes.tokens_unique(), routes.covers(L)
+    prob = _problem(u, delta, A, B, C, D, bias, routes.index, None, None, True, unique, cover)
+    plan = triton_scan.plan(current_config(config), _sizes(u, A, routes.index), unique, cover)
     merge = "mean" if with_z else "sum"
-    out, hid, ckpt, y_pre = triton_scan.forward(prob, z, merge, torch.bfloat16, hidden)
-    triton_scan.backward(prob, z, merge, ckpt, y_pre, torch.ones_like(out), torch.ones_like(hid) if hidden else None)
+    out, hid, ckpt, y_pre = triton_scan.forward(prob, z, merge, torch.bfloat16, hidden, plan)
+    triton_scan.backward(prob, z, merge, ckpt, y_pre, torch.ones_like(out), torch.ones_like(hid) if hidden else None,
+                         plan)
 
 
 def main() -> None:
@@ -159,13 +161,13 @@ def main() -> None:
     driver.set_active(CompileOnlyDriver(args.arch))
     seen: Dict[Tuple[str, str], Compiled] = {}
     failures: List[str] = []
-    for module in (triton_scan, triton_scan_tiled, triton_layer_norm):
+    for module in LAUNCHING:
         for name, obj in list(vars(module).items()):
             if isinstance(obj, JITFunction) and name.endswith("_kernel"):
                 keep = args.only is None or name in args.only
                 setattr(module, name, Recorder(obj, args.arch, seen, failures) if keep else Skipper())
     for settings in [""] + args.settings:
-        with kernel_settings.applied(kernel_settings.parse(settings) if settings else []):
+        with kernel_config(kernel_settings.parse(settings)):
             run_launchers()
     print(f"# Triton {triton.__version__}, {sm_arch_from_capability(args.arch)}: {len(seen)} kernels compiled")
     print("| kernel | constexprs, warps | registers | spill stores (bytes) |")

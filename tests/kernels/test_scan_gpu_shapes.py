@@ -12,10 +12,10 @@ from vssm.kernels import KernelConfig, Routes, selective_scan
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 DEVICE = "cuda"
 
-SHAPES = {  # batch, H, W (L = H*W, or W with H = 0: a 1-D sequence), dim, N, scan, with z
-    "a": (128, 56, 56, 96, 1, "cross", False),
+SHAPES = {  # batch, H, W (L = H*W, or W with H = 0: a 1-D sequence), dim, N, scan, with z; (c) first: largest
     "c": (128, 56, 56, 192, 16, "cross", False),
     "vim-long": (8, 0, 4097, 384, 16, "bidirectional", True),
+    "a": (128, 56, 56, 96, 1, "cross", False),
 }
 VARIANTS = {
     "default": KernelConfig(),

@@ -19,13 +19,10 @@ import torch.nn.functional as F
 from .config import KernelConfig, KernelPlan
 from .contract import ScanGrads, ScanProblem, ScanSizes, gate_and_merge, gate_and_merge_backward
 
-# Elements of one (batch, K, chunk, dim, N) work tensor unless the config says otherwise; bounds memory per chunk.
-CHUNK_ELEMENTS = 1 << 22
-
-
 def plan(config: KernelConfig, sizes: ScanSizes, routes_unique: bool, routes_cover: bool) -> KernelPlan:
-    """Steps per chunk: ``config.chunk``, else as many as keep a work tensor within the element budget."""
-    elements = config.torch_chunk_elements or CHUNK_ELEMENTS
+    """Steps per chunk: ``config.chunk``, else as many as keep a (batch, K, chunk, dim, N) work tensor within
+    ``config.torch_chunk_elements`` (default 2^22) elements, which bounds memory per chunk."""
+    elements = config.torch_chunk_elements or 1 << 22
     per_step = max(1, sizes.batch * sizes.routes * sizes.dim * sizes.d_state)
     chunk = config.chunk or max(1, min(sizes.steps, elements // per_step))
     return KernelPlan(chunk=chunk, fwd_tiles=False, fwd_chunked=False, bwd_tiles=False, bwd_chunked=False,

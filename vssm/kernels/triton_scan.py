@@ -41,13 +41,6 @@ from .triton_tiles import TILE_WARPS, tile_blocks
 from .triton_tiles_bwd import _chunk_grad_state_tile_kernel, _scan_bwd_tile_kernel
 from .triton_tiles_fwd import _chunk_state_tile_kernel, _scan_fwd_tile_kernel
 
-CHUNK = 64  # default steps between saved states (H100 sweep: 32, 64 and 128 within 5%)
-# Below this many (batch x channel block x route) programs whole routes do not fill the GPU and a pass runs
-# chunk-parallel (H100: 512 programs of 3136 steps ran 1.6x faster chunked; 3072 programs of N = 16 ran 1.5x
-# slower chunked, the extra state pass costing more exp's).
-PARALLEL_PROGRAMS = 1024
-
-
 def step_blocks(dim: int, N: int) -> Tuple[int, int]:
     """(BLOCK_D, BLOCK_N) of the per-step kernels: all of N, up to 512 state elements a program."""
     block_n = triton.next_power_of_2(N)
@@ -65,7 +58,7 @@ def n_chunks(steps: int, chunk: int) -> int:
 def plan(config: KernelConfig, sizes: ScanSizes, routes_unique: bool, routes_cover: bool) -> KernelPlan:
     """The call's kernels and schedules (heuristic: :mod:`vssm.kernels.config`). Tile kernels and the
     chunk-parallel schedule need routes without repeated tokens; asking for them otherwise is an error."""
-    chunk = config.chunk or CHUNK
+    chunk = config.chunk or 64  # H100 sweep: 32, 64 and 128 within 5%
     for name in ("tile_forward", "tile_backward", "chunk_parallel"):
         if getattr(config, name) and not routes_unique:
             raise ValueError(f"KernelConfig.{name}: needs routes that visit each token at most once "
@@ -78,11 +71,13 @@ def plan(config: KernelConfig, sizes: ScanSizes, routes_unique: bool, routes_cov
     bwd_tiles = bool(config.tile_backward)
 
     def chunked(tiles: bool) -> bool:
+        """Below 1024 (batch x channel block x route) programs whole routes do not fill the GPU (H100: 512
+        programs of 3136 steps 1.6x faster chunked; 3072 programs of N = 16 1.5x slower chunked, the extra state
+        pass costing more exp's)."""
         if config.chunk_parallel is not None:
             return config.chunk_parallel
         n_db = triton.cdiv(sizes.dim, blocks(sizes.dim, sizes.d_state, chunk, tiles)[0])
-        return (routes_unique and n_chunks(sizes.steps, chunk) > 1
-                and sizes.batch * n_db * sizes.routes < PARALLEL_PROGRAMS)
+        return routes_unique and n_chunks(sizes.steps, chunk) > 1 and sizes.batch * n_db * sizes.routes < 1024
 
     partials = config.partials_bf16 if config.partials_bf16 is not None else True
     return KernelPlan(chunk=chunk, fwd_tiles=fwd_tiles, fwd_chunked=chunked(fwd_tiles), bwd_tiles=bwd_tiles,

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The GPU step of the scan kernel (one device call on an H200, under 9 minutes; run from the repository root):
+#   tests     the GPU tests of tests/kernels (benchmark shapes included: test_scan_gpu_shapes.py)
+#   memcheck  the benchmark-shape tests under compute-sanitizer memcheck, no caching allocator (so a write past
+#             any tensor is caught), largest case first
+#   bench     benchmarks/scan_bench.py: cases (a), (c), (d), (e), Vim-long, beside the mamba_ssm anchor when it
+#             is installed (build it first with ../shared/anchors/build_mamba_ssm.sh), config variants side by
+#             side, byte and exp floors
+#   ncu       Nsight Compute on the default forward and backward scan kernels at case (a): DRAM bandwidth,
+#             occupancy and warp stall reasons
+#
+#   OUT=DIR bash benchmarks/gpu_tests.sh [STEP...]      (default: all four, in that order)
+#
+# Every step has its own time limit and log under $OUT; a failing step does not stop the later ones, and
+# $OUT/steps.txt lists each step's exit status (124: hit its limit).
+set -x
+OUT=${OUT:-work_dirs/gpu_tests}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+VARIANTS=(tile_forward=0 tile_backward=1 tile_forward=0,tile_backward=1 chunk=32 chunk=128 partials_bf16=0)
+NCU_SNIPPET='
+import sys, torch
+sys.path.insert(0, "benchmarks")
+import scan_bench
+inputs = scan_bench.make_inputs(scan_bench.CASES["a"])
+leaves = [t for t in inputs.values() if isinstance(t, torch.Tensor) and t.is_floating_point()]
+scan_bench.fwd_bwd(scan_bench.ours(inputs, "triton"), leaves)()
+torch.cuda.synchronize()
+'
+
+step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, output to $OUT/NAME.txt, status to steps.txt
+  local name=$1 limit=$2
+  shift 2
+  timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1
+  local rc=$?
+  echo "$name: exit $rc" >> "$OUT/steps.txt"
+  tail -n 25 "$OUT/$name.txt"
+  return 0
+}
+
+ncu_a() {  # two scan kernels profiled, 45 s at most per attempt
+  local common=(--clock-control none --target-processes all -k "regex:^_scan_(fwd_tile|bwd)_kernel$" -c 2
+                --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats
+                --section WarpStateStats)
+  timeout 45 ncu "${common[@]}" --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
+    "$PY" -c "$NCU_SNIPPET" || timeout 45 ncu "${common[@]}" "$PY" -c "$NCU_SNIPPET"
+}
+
+for name in ${*:-tests memcheck bench ncu}; do
+  case $name in
+    tests) step tests 150 "$PY" -m pytest -q -m gpu tests/kernels -p no:cacheprovider ;;
+    memcheck)
+      step memcheck 170 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 3 \
+        --log-file "$OUT/memcheck.log" "$PY" -m pytest -x -q tests/kernels/test_scan_gpu_shapes.py -p no:cacheprovider ;;
+    bench)
+      "$PY" -c "import mamba_ssm" 2>/dev/null && echo "anchor: mamba_ssm installed" || echo "anchor: none (n/a columns)"
+      step bench 230 "$PY" benchmarks/scan_bench.py --no-torch --out "$OUT" \
+        --cases a c d e-zigzag e-hilbert vim-long --variants "${VARIANTS[@]}" ;;
+    ncu)
+      ncu_a > "$OUT/ncu_a.txt" 2>&1
+      echo "ncu: exit $?" >> "$OUT/steps.txt"
+      tail -n 60 "$OUT/ncu_a.txt" ;;
+    *) echo "unknown step: $name (steps: tests memcheck bench ncu)" | tee -a "$OUT/steps.txt" ;;
+  esac
+done
+cat "$OUT/steps.txt"
