@@ -21,7 +21,7 @@ def test_registered_with_timm():
     assert {"plainmamba_l1", "plainmamba_l2", "plainmamba_l3"} <= set(timm.list_models("plainmamba*"))
     cfg = tiny().pretrained_cfg
     assert cfg["classifier"] == "head.fc" and cfg["first_conv"] == "patch_embed.stem.0"
-    assert "ChenhongyiYang/PlainMamba" in cfg["notes"][0] and cfg["paper_ids"] == "arXiv:2403.17695"
+    assert cfg["url"].startswith("https://huggingface.co/ChenhongyiYang/PlainMamba/") and cfg["paper_ids"] == "arXiv:2403.17695"
 
 
 def test_l1_extra_block_only_on_l1():

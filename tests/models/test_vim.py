@@ -20,7 +20,7 @@ def test_registered_with_timm():
     assert {"vim_tiny", "vim_small", "vim_base"} <= set(timm.list_models("vim*"))
     cfg = timm.create_model("vim_tiny", embed_dim=16, depth=1).pretrained_cfg
     assert cfg["input_size"] == (3, 224, 224) and cfg["first_conv"] == "patch_embed.proj" and cfg["classifier"] == "head"
-    assert cfg["paper_ids"] == "arXiv:2401.09417" and "huggingface.co/hustvl" in cfg["notes"][0]
+    assert cfg["paper_ids"] == "arXiv:2401.09417" and cfg["url"].startswith("https://huggingface.co/hustvl/")
 
 
 @pytest.mark.parametrize("size", [(64, 64), (48, 80)])

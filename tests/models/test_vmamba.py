@@ -20,7 +20,7 @@ def tiny(name: str, **kwargs):
 def test_registered_with_timm():
     assert set(VARIANTS) <= set(timm.list_models("vmamba*"))
     cfg = timm.models.get_pretrained_cfg("vmamba_tiny")
-    assert cfg.url is None and cfg.hf_hub_id is None  # nothing to download
+    assert cfg.tag == "in1k" and cfg.url.startswith("https://github.com/MzeroMiko/VMamba/releases/download/")
     assert cfg.first_conv == "patch_embed.conv1" and cfg.classifier == "head" and cfg.license == "mit"
 
 

@@ -40,6 +40,14 @@ def _use_triton(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[
     return fits
 
 
+def autocast_dtype(device_type: str) -> Optional[torch.dtype]:
+    """The autocast dtype while autocast is on for ``device_type``; None when it is off or the type has no
+    autocast (e.g. ``meta``, where asking torch whether it is on raises)."""
+    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return None
+
+
 def layer_norm(
     x: torch.Tensor,
     weight: Optional[torch.Tensor],
@@ -54,7 +62,7 @@ def layer_norm(
     Triton kernel for CUDA tensors (not while torch.compile traces) and torch's otherwise.
     """
     if out_dtype is None:
-        out_dtype = torch.float32 if torch.is_autocast_enabled(x.device.type) else x.dtype
+        out_dtype = x.dtype if autocast_dtype(x.device.type) is None else torch.float32
     if _use_triton(x, weight, bias, backend):
         return triton_layer_norm.TritonLayerNorm.apply(x, weight, bias, eps, out_dtype)
     return F.layer_norm(x, x.shape[-1:], weight, bias, eps).to(out_dtype)

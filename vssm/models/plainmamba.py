@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, to_2tuple
+from timm.layers import DropPath, calculate_drop_path_rates, to_2tuple
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
@@ -23,22 +23,27 @@ from torch import nn
 from ..layers.norms import LayerNorm
 from ..layers.plain_mamba_mixer import PlainMambaMixer
 from ..layers.pos_embed import resample_grid_pos_embed
+from ._checks import check_image
 from ._loading import StateDict, create_model_from_file_or_cfg, select_state_dict
+from ._mixers import build_mixer
 
 
-def _conv_bn_relu(in_chs: int, out_chs: int, kernel: int, stride: int) -> List[nn.Module]:
-    return [nn.Conv2d(in_chs, out_chs, kernel, stride, padding=kernel // 2, bias=False), nn.BatchNorm2d(out_chs), nn.ReLU(True)]
+def _conv_bn_relu(in_chs: int, out_chs: int, kernel: int, stride: int, **dd: Any) -> List[nn.Module]:
+    conv = nn.Conv2d(in_chs, out_chs, kernel, stride, padding=kernel // 2, bias=False, **dd)
+    return [conv, nn.BatchNorm2d(out_chs, **dd), nn.ReLU(True)]
 
 
 class ConvStem(nn.Module):
     """(B, C, H, W) -> (B, D, ceil(H/16), ceil(W/16)): conv7x7 s2 + BN + ReLU, ``num_convs`` x (conv3x3 +
     BN + ReLU), bottom/right zero padding to a multiple of 8, conv 8x8 s8 (bias)."""
 
-    def __init__(self, in_chans: int, dim: int, num_convs: int, width: int = 64) -> None:
+    def __init__(self, in_chans: int, dim: int, num_convs: int, width: int = 64,
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None) -> None:
         super().__init__()
-        self.stem = nn.Sequential(*_conv_bn_relu(in_chans, width, 7, 2))
-        self.convs = nn.Sequential(*[m for _ in range(num_convs) for m in _conv_bn_relu(width, width, 3, 1)])
-        self.projection = nn.Conv2d(width, dim, 8, stride=8)
+        dd = dict(device=device, dtype=dtype)
+        self.stem = nn.Sequential(*_conv_bn_relu(in_chans, width, 7, 2, **dd))
+        self.convs = nn.Sequential(*[m for _ in range(num_convs) for m in _conv_bn_relu(width, width, 3, 1, **dd)])
+        self.projection = nn.Conv2d(width, dim, 8, stride=8, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.convs(self.stem(x))
@@ -49,13 +54,15 @@ class ConvStem(nn.Module):
 class PlainMambaBlock(nn.Module):
     """x (B, H*W, C) -> x + drop_path(mixer(LN(x))), then (extra block only) dwconv3x3 + BN + GELU."""
 
-    def __init__(self, dim: int, drop_path: float, with_dwconv: bool, **mixer_kwargs: Any) -> None:
+    def __init__(self, dim: int, drop_path: float, with_dwconv: bool,
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None, **mixer_kwargs: Any) -> None:
         super().__init__()
-        self.norm = LayerNorm(dim, feeds_matmul=True)
-        self.mamba = PlainMambaMixer(dim, **mixer_kwargs)
+        dd = dict(device=device, dtype=dtype)
+        self.norm = LayerNorm(dim, feeds_matmul=True, **dd)
+        self.mamba = build_mixer(lambda: PlainMambaMixer(dim, **mixer_kwargs), **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.dw = nn.Sequential(
-            nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False), nn.BatchNorm2d(dim), nn.GELU()
+            nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False, **dd), nn.BatchNorm2d(dim, **dd), nn.GELU()
         ) if with_dwconv else None
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
@@ -82,8 +89,11 @@ class PlainMamba(nn.Module):
         drop_path_rate: float = 0.0,
         scan: Any = "zigzag",
         scan_kwargs: Optional[dict] = None,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
+        dd = dict(device=device, dtype=dtype)
         self.in_chans, self.num_classes = in_chans, num_classes
         self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
         if min(to_2tuple(img_size)) < 2:
@@ -92,18 +102,18 @@ class PlainMamba(nn.Module):
         # a multiple of 8 (for s = 16k + 1 this is one less than the run-time grid; pos_embed is then resampled)
         self.grid_size = tuple(math.ceil((s // 2) / 8) for s in to_2tuple(img_size))
         self.grad_checkpointing = False
-        self.patch_embed = ConvStem(in_chans, embed_dim, num_convs_stem)
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid_size[0] * self.grid_size[1], embed_dim))
+        self.patch_embed = ConvStem(in_chans, embed_dim, num_convs_stem, **dd)
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid_size[0] * self.grid_size[1], embed_dim, **dd))
         self.pos_drop = nn.Dropout(drop_rate)
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        dpr = calculate_drop_path_rates(drop_path_rate, depth)  # on the CPU: meta construction works
         self.layers = nn.ModuleList(
-            PlainMambaBlock(embed_dim, dpr[i], i in layers_with_dwconv, d_state=d_state, expand=expand, scan=scan, scan_kwargs=scan_kwargs)
+            PlainMambaBlock(embed_dim, dpr[i], i in layers_with_dwconv, **dd, d_state=d_state, expand=expand, scan=scan, scan_kwargs=scan_kwargs)
             for i in range(depth)
         )
-        self.norm = LayerNorm(embed_dim, eps=1e-6)
+        self.norm = LayerNorm(embed_dim, eps=1e-6, **dd)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Module()
-        self.head.fc = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head.fc = nn.Linear(embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
         self.feature_info = [dict(num_chs=embed_dim, reduction=16, module=f"layers.{i}") for i in range(depth)]
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
@@ -128,7 +138,9 @@ class PlainMamba(nn.Module):
         if global_pool not in (None, "", "avg"):
             raise ValueError(f"global_pool: got {global_pool!r}, PlainMamba mean-pools ('avg')")
         self.num_classes = num_classes
-        self.head.fc = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        dd = dict(device=self.pos_embed.device, dtype=self.pos_embed.dtype)  # the new head: the model's device,
+        self.head.fc = nn.Linear(self.embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
+        self.head.fc.train(self.training)  # dtype and mode
 
     # forward ----------------------------------------------------------------------------------------
     def _embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, int, int]:
@@ -137,8 +149,7 @@ class PlainMamba(nn.Module):
 
         ``pos_embed`` is resampled from ``grid_size`` to (h, w) in every forward when they differ, as the official
         forward does (mmcls ``resize_pos_embed``: bicubic, align_corners=False)."""
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f"x: got shape {tuple(x.shape)}, expected (batch, {self.in_chans}, H, W)")
+        check_image(x, self.in_chans, 1)
         x = self.patch_embed(x)
         H, W = x.shape[-2:]
         x = x.flatten(2).transpose(1, 2) + resample_grid_pos_embed(self.pos_embed, self.grid_size, (H, W))
@@ -169,7 +180,7 @@ class PlainMamba(nn.Module):
             x = self._run_block(block, x, H, W)
             if i in take_indices:
                 tap = self.norm(x) if norm else x
-                intermediates.append(tap.transpose(1, 2).reshape(x.shape[0], -1, H, W).contiguous())
+                intermediates.append(tap.transpose(1, 2).reshape(x.shape[0], tap.shape[2], H, W).contiguous())
         if intermediates_only:
             return intermediates
         return self.norm(x), intermediates
@@ -238,7 +249,7 @@ def checkpoint_filter_fn(checkpoint: Any, model: PlainMamba) -> StateDict:
 def _create_plainmamba(variant: str, pretrained: bool = False, **kwargs: Any) -> PlainMamba:
     return create_model_from_file_or_cfg(
         PlainMamba, variant, pretrained, checkpoint_filter_fn,
-        feature_cfg=dict(out_indices=(-1,), feature_cls="getter"),
+        feature_cfg=dict(out_indices=3, feature_cls="getter"),  # features_only: the last 3 blocks, as timm's ViTs
         **kwargs,
     )
 

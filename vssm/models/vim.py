@@ -13,24 +13,27 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 import torch.utils.checkpoint
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, RmsNorm, to_2tuple
+from timm.layers import DropPath, RmsNorm, calculate_drop_path_rates, to_2tuple
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from torch import nn
 
 from ..layers.bimamba import BiMambaMixer
 from ..layers.pos_embed import resample_middle_cls_pos_embed
+from ._checks import check_image
 from ._loading import StateDict, create_model_from_file_or_cfg, key_summary, pickled_fields, select_state_dict
+from ._mixers import build_mixer
 
 
 class VimBlock(nn.Module):
     """(hidden, residual) -> (mixer(RmsNorm(residual')), residual') with residual' = residual + drop_path(hidden);
     ``grid`` is the (H, W) patch grid the tokens come from."""
 
-    def __init__(self, dim: int, drop_path: float, **mixer_kwargs: Any) -> None:
+    def __init__(self, dim: int, drop_path: float,
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None, **mixer_kwargs: Any) -> None:
         super().__init__()
-        self.norm = RmsNorm(dim, eps=1e-5)
-        self.mixer = BiMambaMixer(dim, **mixer_kwargs)
+        self.norm = RmsNorm(dim, eps=1e-5, device=device, dtype=dtype)
+        self.mixer = build_mixer(lambda: BiMambaMixer(dim, **mixer_kwargs), device, dtype)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, hidden: torch.Tensor, residual: Optional[torch.Tensor],
@@ -54,25 +57,28 @@ class Vim(nn.Module):
         drop_path_rate: float = 0.0,
         scan: Any = "bidirectional",
         scan_kwargs: Optional[dict] = None,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
+        dd = dict(device=device, dtype=dtype)
         self.in_chans, self.patch_size, self.num_classes = in_chans, patch_size, num_classes
         self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
         self.grid_size = tuple(s // patch_size for s in to_2tuple(img_size))
         self.grad_checkpointing = False
         self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid_size[0] * self.grid_size[1] + 1, embed_dim))
+        self.patch_embed.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride=patch_size, **dd)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim, **dd))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.grid_size[0] * self.grid_size[1] + 1, embed_dim, **dd))
         self.pos_drop = nn.Dropout(drop_rate)
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        dpr = calculate_drop_path_rates(drop_path_rate, depth)  # on the CPU: meta construction works
         self.layers = nn.ModuleList(
-            VimBlock(embed_dim, dpr[i], d_state=d_state, expand=expand, scan=scan, scan_kwargs=scan_kwargs)
+            VimBlock(embed_dim, dpr[i], **dd, d_state=d_state, expand=expand, scan=scan, scan_kwargs=scan_kwargs)
             for i in range(depth)
         )
-        self.norm_f = RmsNorm(embed_dim, eps=1e-5)
+        self.norm_f = RmsNorm(embed_dim, eps=1e-5, **dd)
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = nn.Linear(embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
         self.feature_info = [dict(num_chs=embed_dim, reduction=patch_size, module=f"layers.{i}") for i in range(depth)]
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -107,15 +113,14 @@ class Vim(nn.Module):
         if global_pool not in (None, "", "token"):
             raise ValueError(f"global_pool: got {global_pool!r}, Vim reads the class token ('token')")
         self.num_classes = num_classes
-        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        dd = dict(device=self.pos_embed.device, dtype=self.pos_embed.dtype)  # the new head: the model's device,
+        self.head = nn.Linear(self.embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
+        self.head.train(self.training)  # dtype and mode
 
     # forward ----------------------------------------------------------------------------------------
     def _embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """(B, C, H, W) -> tokens (B, M+1, D) with the class token at M//2, and the patch grid."""
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f"x: got shape {tuple(x.shape)}, expected (batch, {self.in_chans}, H, W)")
-        if min(x.shape[-2:]) < self.patch_size:
-            raise ValueError(f"x: got an image of {x.shape[-2]}x{x.shape[-1]}, expected at least {self.patch_size}x{self.patch_size}")
+        check_image(x, self.in_chans, self.patch_size)
         x = self.patch_embed.proj(x)
         grid = (x.shape[2], x.shape[3])
         x = x.flatten(2).transpose(1, 2)
@@ -157,7 +162,7 @@ class Vim(nn.Module):
                 stream = residual + block.drop_path(hidden).float()
                 stream = self.norm_f(stream.to(self.norm_f.weight.dtype)) if norm else stream.to(x.dtype)
                 patches = torch.cat([stream[:, : M // 2], stream[:, M // 2 + 1 :]], dim=1)
-                intermediates.append(patches.transpose(1, 2).reshape(x.shape[0], -1, H, W).contiguous())
+                intermediates.append(patches.transpose(1, 2).reshape(x.shape[0], patches.shape[2], H, W).contiguous())
         if intermediates_only:
             return intermediates
         return self._final_norm(hidden, residual, blocks[-1]), intermediates
@@ -282,7 +287,7 @@ def checkpoint_filter_fn(checkpoint: Any, model: Vim) -> StateDict:
 def _create_vim(variant: str, pretrained: bool = False, **kwargs: Any) -> Vim:
     return create_model_from_file_or_cfg(
         Vim, variant, pretrained, checkpoint_filter_fn,
-        feature_cfg=dict(out_indices=(-1,), feature_cls="getter"),
+        feature_cfg=dict(out_indices=3, feature_cls="getter"),  # features_only: the last 3 blocks, as timm's ViTs
         **kwargs,
     )
 

@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath
-from timm.models import generate_default_cfgs, register_model
+from timm.layers import DropPath, calculate_drop_path_rates
+from timm.models import generate_default_cfgs, register_model, register_notrace_function
 from timm.models._features import feature_take_indices
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -27,7 +27,9 @@ from ..layers.mlp import Mlp
 from ..layers.norms import LayerNorm, LayerNorm2d
 from ..layers.ss2d import SS2D
 from ..scans import ScanStrategy, get_scan
+from ._checks import check_image
 from ._loading import StateDict, create_model_from_file_or_cfg, select_state_dict
+from ._mixers import build_mixer
 
 __all__ = ["VMamba", "checkpoint_filter_fn"]
 
@@ -35,13 +37,15 @@ __all__ = ["VMamba", "checkpoint_filter_fn"]
 class ConvStem(nn.Module):
     """v2 stem: conv3x3 s2 (C/2) -> LN -> GELU -> conv3x3 s2 (C) -> LN. (B, 3, H, W) -> (B, C, H/4, W/4)."""
 
-    def __init__(self, in_chans: int, dim: int) -> None:
+    def __init__(self, in_chans: int, dim: int,
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_chans, dim // 2, 3, stride=2, padding=1)
-        self.norm1 = LayerNorm2d(dim // 2)
+        dd = dict(device=device, dtype=dtype)
+        self.conv1 = nn.Conv2d(in_chans, dim // 2, 3, stride=2, padding=1, **dd)
+        self.norm1 = LayerNorm2d(dim // 2, **dd)
         self.act = nn.GELU()
-        self.conv2 = nn.Conv2d(dim // 2, dim, 3, stride=2, padding=1)
-        self.norm2 = LayerNorm2d(dim)
+        self.conv2 = nn.Conv2d(dim // 2, dim, 3, stride=2, padding=1, **dd)
+        self.norm2 = LayerNorm2d(dim, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # channels_last memory: the convs keep it and the channel norms read unit-stride rows (no copies)
@@ -52,10 +56,11 @@ class ConvStem(nn.Module):
 class PatchStem(nn.Module):
     """v0 stem: conv4x4 s4 -> LN. (B, 3, H, W) -> (B, C, H/4, W/4)."""
 
-    def __init__(self, in_chans: int, dim: int) -> None:
+    def __init__(self, in_chans: int, dim: int,
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(in_chans, dim, 4, stride=4)
-        self.norm = LayerNorm2d(dim)
+        self.proj = nn.Conv2d(in_chans, dim, 4, stride=4, device=device, dtype=dtype)
+        self.norm = LayerNorm2d(dim, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.proj(x.contiguous(memory_format=torch.channels_last)))
@@ -64,10 +69,11 @@ class PatchStem(nn.Module):
 class ConvDownsample(nn.Module):
     """v2 ("v3") downsampling: conv3x3 s2 -> LN. (B, H, W, C) -> (B, ceil(H/2), ceil(W/2), C_out)."""
 
-    def __init__(self, dim: int, out_dim: int) -> None:
+    def __init__(self, dim: int, out_dim: int,
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(dim, out_dim, 3, stride=2, padding=1)
-        self.norm = LayerNorm(out_dim)
+        self.conv = nn.Conv2d(dim, out_dim, 3, stride=2, padding=1, device=device, dtype=dtype)
+        self.norm = LayerNorm(out_dim, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
@@ -77,30 +83,40 @@ class PatchMerging(nn.Module):
     """v0 downsampling: 2x2 neighbours concatenated -> LN(4C) -> Linear(4C, C_out). Odd sizes are
     zero-padded at the bottom/right as in the official model. (B, H, W, C) -> (B, ceil(H/2), ceil(W/2), C_out)."""
 
-    def __init__(self, dim: int, out_dim: int) -> None:
+    def __init__(self, dim: int, out_dim: int,
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None) -> None:
         super().__init__()
-        self.norm = LayerNorm(4 * dim, feeds_matmul=True)
-        self.reduction = nn.Linear(4 * dim, out_dim, bias=False)
+        self.norm = LayerNorm(4 * dim, feeds_matmul=True, device=device, dtype=dtype)
+        self.reduction = nn.Linear(4 * dim, out_dim, bias=False, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        H, W = x.shape[1:3]
-        if H % 2 or W % 2:
-            x = F.pad(x, (0, 0, 0, W % 2, 0, H % 2))
+        x = pad_to_even(x)
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
         return self.reduction(self.norm(x))
+
+
+@register_notrace_function  # fx: one call (it branches on the size; fx wraps only public names)
+def pad_to_even(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, C) zero-padded at the bottom/right to even H and W."""
+    H, W = x.shape[1], x.shape[2]
+    if H % 2 or W % 2:
+        x = F.pad(x, (0, 0, 0, W % 2, 0, H % 2))
+    return x
 
 
 class VSSBlock(nn.Module):
     """x + DropPath(SS2D(LN(x))) [+ DropPath(MLP(LN(x)))], channel-last (B, H, W, C)."""
 
-    def __init__(self, dim: int, mlp_ratio: float, drop_path: float, **mixer_kwargs: Any) -> None:
+    def __init__(self, dim: int, mlp_ratio: float, drop_path: float,
+                 device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None, **mixer_kwargs: Any) -> None:
         super().__init__()
-        self.norm = LayerNorm(dim, feeds_matmul=True)
-        self.op = SS2D(dim, **mixer_kwargs)
+        dd = dict(device=device, dtype=dtype)
+        self.norm = LayerNorm(dim, feeds_matmul=True, **dd)
+        self.op = build_mixer(lambda: SS2D(dim, **mixer_kwargs), **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         if mlp_ratio > 0:
-            self.norm2 = LayerNorm(dim, feeds_matmul=True)
-            self.mlp = Mlp(dim, int(dim * mlp_ratio))
+            self.norm2 = LayerNorm(dim, feeds_matmul=True, **dd)
+            self.mlp = Mlp(dim, int(dim * mlp_ratio), **dd)
         else:
             self.norm2 = self.mlp = None
 
@@ -153,8 +169,11 @@ class VMamba(nn.Module):
         global_pool: str = "avg",
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
+        dd = dict(device=device, dtype=dtype)
         if stem not in ("conv", "patch"):
             raise ValueError(f"stem: got {stem!r}, expected 'conv' or 'patch'")
         if downsample not in ("conv", "merge"):
@@ -166,9 +185,9 @@ class VMamba(nn.Module):
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.num_features = self.head_hidden_size = dims[-1]
-        self.patch_embed = (ConvStem if stem == "conv" else PatchStem)(in_chans, dims[0])
+        self.patch_embed = (ConvStem if stem == "conv" else PatchStem)(in_chans, dims[0], **dd)
         down_cls = ConvDownsample if downsample == "conv" else PatchMerging
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = calculate_drop_path_rates(drop_path_rate, sum(depths))  # on the CPU: meta construction works
         if scan_kwargs is None or isinstance(scan_kwargs, dict):
             scan_kwargs = [scan_kwargs] * len(depths)
         if len(scan_kwargs) != len(depths):
@@ -180,13 +199,13 @@ class VMamba(nn.Module):
             # One strategy per stage: its route tables are built once per size and shared by the blocks.
             strategy = get_scan(scan, **(scan_kwargs[i] or {}))
             mixer = dict(d_state=d_state, ssm_ratio=ssm_ratio, gated=gated, conv_bias=conv_bias, scan=strategy)
-            blocks = [VSSBlock(dims[i], mlp_ratio, rates[start + j], **mixer) for j in range(depth)]
+            blocks = [VSSBlock(dims[i], mlp_ratio, rates[start + j], **dd, **mixer) for j in range(depth)]
             last = i == len(depths) - 1
-            self.layers.append(VMambaStage(blocks, None if last else down_cls(dims[i], dims[i + 1])))
+            self.layers.append(VMambaStage(blocks, None if last else down_cls(dims[i], dims[i + 1], **dd)))
             self.feature_info.append(dict(num_chs=dims[i], reduction=4 * 2 ** i, module=f"layers.{i}"))
-        self.norm = LayerNorm(dims[-1])
+        self.norm = LayerNorm(dims[-1], **dd)
         self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.head = nn.Linear(dims[-1], num_classes, **dd) if num_classes > 0 else nn.Identity()
         self.apply(self._init_weights)
 
     @staticmethod
@@ -221,15 +240,12 @@ class VMamba(nn.Module):
         self.num_classes = num_classes
         if global_pool is not None:
             self.global_pool = global_pool
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        like = next(self.patch_embed.parameters())  # the new head: the model's device, dtype and mode
+        dd = dict(device=like.device, dtype=like.dtype)
+        self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
+        self.head.train(self.training)
 
     # forward ----------------------------------------------------------------------------------------
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f"x: got shape {tuple(x.shape)}, expected (batch, {self.in_chans}, H, W)")
-        if min(x.shape[-2:]) < 4:
-            raise ValueError(f"x: got an image of {x.shape[-2]}x{x.shape[-1]}, expected at least 4x4 (one patch)")
-
     def forward_intermediates(
         self,
         x: torch.Tensor,
@@ -242,7 +258,7 @@ class VMamba(nn.Module):
         """Per-stage maps (B, C_i, H/2^(i+2), W/2^(i+2)), taken before each stage's downsampling."""
         if output_fmt != "NCHW":
             raise ValueError(f"output_fmt: got {output_fmt!r}, expected 'NCHW'")
-        self._check_input(x)
+        check_image(x, self.in_chans, 4)
         take_indices, max_index = feature_take_indices(len(self.layers), indices)
         x = self.patch_embed(x).permute(0, 2, 3, 1)
         intermediates = []
@@ -272,7 +288,7 @@ class VMamba(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> normalised last-stage map (B, C, H/32, W/32)."""
-        self._check_input(x)
+        check_image(x, self.in_chans, 4)
         x = self.patch_embed(x).permute(0, 2, 3, 1)
         for stage in self.layers:
             x = stage.downsample(stage.run_blocks(x))
