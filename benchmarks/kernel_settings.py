@@ -3,7 +3,6 @@ vssm.kernels.KernelConfig (chunk, chunk_parallel, tile_forward, tile_backward, p
 torch_chunk_elements); 0/1 for the switches, e.g. ``tile_forward=0,chunk=32``."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 from vssm.kernels import KernelConfig, kernel_config
@@ -32,7 +31,12 @@ def parse(variant: str) -> KernelConfig:
         raise SystemExit(f"kernel setting {variant!r}: {err}") from None
 
 
+_IN_FORCE = []  # the blocks entered by use(), kept referenced (a collected generator would leave its block)
+
+
 def use(variant: str) -> None:
     """The variant's settings for the rest of this (benchmark) process; '' keeps the defaults."""
     if variant:
-        contextlib.ExitStack().enter_context(kernel_config(parse(variant)))
+        block = kernel_config(parse(variant))
+        block.__enter__()
+        _IN_FORCE.append(block)
