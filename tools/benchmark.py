@@ -85,7 +85,7 @@ def measure_row(name: str, size: int, batch: int, mode: str, args: argparse.Name
                                    progress=progress_bar(label + " train"))
             row.update(training=f"{trn.images_per_s:.1f}", training_mem=memory(trn))
     except Exception as err:  # noqa: BLE001 (reported in the table)
-        row["error"] = f"{type(err).__name__}: {err}".splitlines()[0][:120]
+        row["error"] = " ".join(f"{type(err).__name__}: {err}".split())[:200]  # one line, with "from user code"
     return row
 
 
