@@ -98,12 +98,18 @@ def test_backward_route_conv_is_anticausal():
     assert diff[:5, 1].eq(0).all() and (diff[5:, 1] > 0).all()
 
 
+def route_visits(mixer, grid):
+    """Per route, the sequence positions the mixer's strategy visits for a patch grid, in order."""
+    (H, W), middle = mixer._scan_grid(grid)
+    return mixer.scan.route_visits(H, W, torch.device("cpu"), middle)
+
+
 def test_bidirectional_scans_the_token_sequence_itself():
     """Vim's default keeps the official order: the M + 1 tokens forward and exactly reversed (odd M included)."""
     mixer = tiny().layers[0].mixer
     for grid in ((3, 5), (2, 4)):
         L = grid[0] * grid[1] + 1
-        forward, backward = mixer._visits(grid, torch.device("cpu"))
+        forward, backward = route_visits(mixer, grid)
         assert torch.equal(forward, torch.arange(L)) and torch.equal(backward, torch.arange(L).flip(0))
 
 
@@ -113,7 +119,7 @@ def test_2d_scans_walk_the_patch_grid_with_the_class_token_mid_route(scan):
     M, c = H * W, (H * W) // 2
     mixer = tiny(scan=scan).layers[0].mixer
     plain = mixer.scan.routes(H, W)
-    for k, visited in enumerate(mixer._visits((H, W), torch.device("cpu"))):
+    for k, visited in enumerate(route_visits(mixer, (H, W))):
         steps = visited.tolist()
         assert steps.count(c) == 1
         patches = [s if s < c else s - 1 for s in steps if s != c]  # sequence position -> raster patch
@@ -122,7 +128,7 @@ def test_2d_scans_walk_the_patch_grid_with_the_class_token_mid_route(scan):
     full = mixer.scan.routes(H, W, middle_token=True).index
     assert (full[:, (full.shape[1] - 1) // 2] == c).all()  # step T // 2 of the grid route
     if scan == "hilbert":  # consecutive patches along a route are grid neighbours
-        for k, visited in enumerate(mixer._visits((H, W), torch.device("cpu"))):
+        for k, visited in enumerate(route_visits(mixer, (H, W))):
             patches = [s if s < c else s - 1 for s in visited.tolist() if s != c]
             for a, b in zip(patches, patches[1:]):
                 assert abs(a // W - b // W) + abs(a % W - b % W) == 1
