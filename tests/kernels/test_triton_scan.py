@@ -257,7 +257,8 @@ GPU_CONFIGS = {
 def schedule(request) -> str:
     """GPU tests run every selectable kernel variant: the default plan, the per-step kernels, the tile ones
     (default schedule: chunk-parallel at the tests' batch sizes) and the tile ones with one program per whole
-    route. Repeated-token routes (``repeat``) only where the variant allows them."""
+    route. Routes repeat a token for the per-step variant only, so "default" runs its plan for unique tokens
+    (tile forward, per-step backward)."""
     with kernel_config(GPU_CONFIGS[request.param]):
         yield request.param
 
@@ -267,7 +268,7 @@ def schedule(request) -> str:
 @pytest.mark.parametrize("L", [1, 2, 63, 64, 65, 197, 1023, 3137, 5000])
 def test_gpu_forward_matches_reference(dtype, L, schedule):
     p = random_problem(batch=2, L=L, K=4, dim=48, N=4 if L < 4000 else 1, dtype=dtype, device="cuda", pad=5,
-                       repeat=schedule in ("steps", "default"))
+                       repeat=schedule == "steps")
     expected = selective_scan_reference(*as_float64(p).args(), routes=p.routes) if L <= 1023 else \
         selective_scan(*[t.double() if t is not None else None for t in p.args()], routes=p.routes, backend="torch")
     out = selective_scan(*p.args(), routes=p.routes, backend="triton")
@@ -296,7 +297,7 @@ def test_gpu_outputs_are_written_everywhere_and_runs_are_bit_identical(schedule)
 @gpu
 @pytest.mark.parametrize("N", [1, 16])
 def test_gpu_gradients_match_reference(N, schedule):
-    p = random_problem(batch=2, L=129, K=4, dim=40, N=N, device="cuda", repeat=schedule in ("steps", "default"))
+    p = random_problem(batch=2, L=129, K=4, dim=40, N=N, device="cuda", repeat=schedule == "steps")
     out, grads, weights = grads_of(p, "sum", "triton")
     ref_out, ref_grads, _ = grads_of(as_float64(p), "sum", "torch", weights)
     for g, r in zip(grads, ref_grads):
