@@ -135,11 +135,6 @@ def test_non_square_checkpoint_grid_at_another_img_size_explains():
                           img_size=64, embed_dim=8, depth=2, num_classes=7)
 
 
-def test_pretrained_without_file_explains():
-    with pytest.raises(ValueError, match="pretrained_cfg_overlay=dict\\(file="):
-        timm.create_model("plainmamba_l1", pretrained=True)
-
-
 def test_converter_reports_keys_and_resizes_pos_embed(tmp_path):
     path = FIXTURES / "plainmamba_l1_64x64" / "checkpoint.pth"
     load = lambda p, **kw: timm.create_model(  # noqa: E731

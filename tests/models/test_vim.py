@@ -183,11 +183,6 @@ def test_bad_inputs():
         tiny(scan="spiral-magic")
 
 
-def test_pretrained_without_file_explains():
-    with pytest.raises(ValueError, match="pretrained_cfg_overlay=dict\\(file="):
-        timm.create_model("vim_tiny", pretrained=True)
-
-
 def test_converter_reports_missing_and_unexpected_keys(tmp_path):
     state = load_checkpoint_file(str(FIXTURES / "vim_64x64" / "checkpoint.pth"))["model"]
     load = lambda path: timm.create_model(  # noqa: E731

@@ -115,11 +115,6 @@ def test_bad_inputs():
         tiny("vmamba_tiny", scan="spiral-magic")
 
 
-def test_pretrained_without_file_explains():
-    with pytest.raises(ValueError, match="pretrained_cfg_overlay=dict\\(file="):
-        timm.create_model("vmamba_tiny", pretrained=True)
-
-
 @pytest.mark.parametrize(
     "name, params, gflops",
     [("vmamba_tiny", 30, 4.9), ("vmamba_tiny_v0", 23, 5.6)],
