@@ -348,36 +348,42 @@ from vssm.kernels.triton_offsets import _channel_block_base, _program_row, _stat
 
 @triton.jit
 def _largest_offsets_kernel(out_ptr, pid_d, batch, L, K, b, k, c, n_chunks, dim, pid2, n_db, n_prog2,
-                            N: tl.constexpr):
-    """The offset helpers at the last program's ids, with int32 arguments as a launch passes them."""
+                            N: tl.constexpr, CK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The offset helpers at the last program's ids, with int32 arguments as a launch passes them; the scratch
+    base as the per-step backward forms it."""
     d = dim - 1 + tl.arange(0, 1)
     n = N - 1 + tl.arange(0, 1)
     tl.store(out_ptr, _channel_block_base(pid_d, batch, L, K, N))
     tl.store(out_ptr + 1 + tl.arange(0, 1), tl.reshape(_state_offset(b, k, c, K, n_chunks, dim, d, n, N), (1,)))
-    tl.store(out_ptr + 2, _program_row(b, pid_d, pid2, n_db, n_prog2))
+    tl.store(out_ptr + 2, _program_row(b, pid_d, pid2, n_db, n_prog2) * (CK + 1) * BLOCK_D * BLOCK_N)
 
 
+@pytest.mark.parametrize("chunked", [None, True], ids=["default-schedule", "chunk-parallel"])
 @pytest.mark.parametrize("tiles", [False, True], ids=["steps", "tiles"])
 @pytest.mark.parametrize("shape", ["a", "c", "vim-long"])
-def test_largest_offsets_fit_their_buffers_in_int64(shape, tiles):
+def test_largest_offsets_fit_their_buffers_in_int64(shape, tiles, chunked):
     """Each launcher's largest offsets (last program, last channel, last state) into the dB/dC partials, the
-    saved states and the per-program scratch equal the exact value, one below the buffer's size; at case (c)
-    with tiles (192 channel blocks) the partials pass 2^31 elements, where int32 arithmetic wrapped."""
+    saved states and the per-program scratch equal the exact value, at the end of the buffer; at case (c) with
+    tiles (192 channel blocks) the partials pass 2^31 elements, where int32 arithmetic wrapped, and so does the
+    chunk-parallel per-step scratch (5e9 elements)."""
     b, L, K, dim, N = {"a": (128, 3136, 4, 96, 1), "c": (128, 3136, 4, 192, 16), "vim-long": (8, 4097, 2, 384, 16)}[shape]
-    config = KernelConfig(tile_forward=tiles, tile_backward=tiles)
+    config = KernelConfig(tile_forward=tiles, tile_backward=tiles, chunk_parallel=chunked)
     plan = triton_scan.plan(config, ScanSizes(b, L, K, 1, dim, N, L), True, True)
     block_d, block_n = triton_scan.blocks(dim, N, plan.chunk, tiles)
     n_db, chunks = triton.cdiv(dim, block_d), triton_scan.n_chunks(L, plan.chunk)
     spans = chunks if plan.bwd_chunked else 1
     out = torch.zeros(3, dtype=torch.int64)
+    scratch_row = (plan.chunk + 1) * block_d * block_n
     _largest_offsets_kernel[(1,)](out, n_db - 1, b, L, K, b - 1, K - 1, chunks - 1, chunks, dim, K * spans - 1, n_db,
-                                  K * spans, N=N)
-    partials, states, programs = out.tolist()
+                                  K * spans, N=N, CK=plan.chunk, BLOCK_D=block_d, BLOCK_N=block_n)
+    partials, states, scratch = out.tolist()
     assert partials + b * L * K * N == n_db * b * L * K * N  # last channel block's slice ends the buffer
     assert states == b * K * chunks * dim * N - 1
-    assert programs == b * n_db * K * spans - 1
+    assert scratch + scratch_row == b * n_db * K * spans * scratch_row  # the scratch the launcher allocates
     if shape == "c" and tiles:
         assert n_db * b * L * K * N > 2**31
+    if shape == "c" and chunked and not tiles:
+        assert b * n_db * K * spans * scratch_row > 2**31
 
 
 def test_int32_arithmetic_would_wrap_at_case_c():
