@@ -215,6 +215,9 @@ def main() -> None:
               f"{fmt_ms(row['ours_fwd_bwd'])} | {fmt_ms(row['anchor_fwd_bwd'])} | {ratio(row['anchor_fwd_bwd'], row['ours_fwd_bwd'])} | "
               f"{fmt_ms(row['torch_fwd'])} | {fmt_ms(row['floor'])} | {fmt_ms(row['exp_floor'])} | "
               f"{ratio(row['ours_fwd'], max(row['floor'], row['exp_floor']))} |", flush=True)
+        for variant, t in row["variants"].items():  # progress; the variant table follows at the end
+            print(f"  {name} {variant}: fwd {fmt_ms(t['fwd'])}, fwd+bwd {fmt_ms(t['fwd_bwd'])}", flush=True)
+        save(args.out, meta, rows)  # after every case: a run cut short keeps what it measured
         del inputs
         torch.cuda.empty_cache()
     if args.variants:
@@ -227,9 +230,12 @@ def main() -> None:
                       f"{fmt_ms(t['fwd_bwd'])} | {ratio(row['ours_fwd_bwd'], t['fwd_bwd'])} | "
                       f"{ratio(row['anchor_fwd'], t['fwd'])} | {ratio(row['anchor_fwd_bwd'], t['fwd_bwd'])} | "
                       f"{ratio(t['fwd'], max(row['floor'], row['exp_floor']))} | {t['rel_diff']:.1e} |")
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "scan_bench.json"), "w") as fh:
+
+
+def save(out: Optional[str], meta: Dict, rows: List[Dict]) -> None:
+    if out:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "scan_bench.json"), "w") as fh:
             json.dump(dict(meta=meta, rows=rows), fh, indent=1)
 
 
