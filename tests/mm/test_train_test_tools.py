@@ -69,3 +69,28 @@ def test_one_iteration_validation_and_checkpoint_round_trip(task, data_root, tmp
 def test_test_tool_rejects_a_missing_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="checkpoint"):
         test_tool.main([os.path.join(REPO, CASES["seg"][0]), str(tmp_path / "missing.pth")])
+
+
+def _amp_config(*extra):
+    return train_tool.build_config(train_tool.parse_args([os.path.join(REPO, CASES["det"][0]), *extra]))
+
+
+def test_amp_defaults_to_bfloat16_and_float16_is_opt_in():
+    assert _amp_config().optim_wrapper.type == "OptimWrapper"
+    wrapper = _amp_config("--amp").optim_wrapper
+    assert (wrapper.type, wrapper.dtype, wrapper.loss_scale) == ("AmpOptimWrapper", "bfloat16", "dynamic")
+    assert _amp_config("--amp", "--amp-dtype", "float16").optim_wrapper.dtype == "float16"
+    # a dtype the config chose stays unless --amp-dtype says otherwise
+    assert _amp_config("--amp", "--cfg-options", "optim_wrapper.dtype=float16").optim_wrapper.dtype == "float16"
+    assert _amp_config("--amp", "--amp-dtype", "bfloat16", "--cfg-options",
+                       "optim_wrapper.dtype=float16").optim_wrapper.dtype == "bfloat16"
+    with pytest.raises(SystemExit):
+        train_tool.parse_args([CASES["det"][0], "--amp-dtype", "float16"])  # only with --amp
+    with pytest.raises(SystemExit):
+        train_tool.parse_args([CASES["det"][0], "--amp", "--amp-dtype", "float32"])
+
+
+def test_tools_take_trust_checkpoint():
+    assert train_tool.parse_args([CASES["det"][0], "--trust-checkpoint"]).trust_checkpoint
+    assert not train_tool.parse_args([CASES["det"][0]]).trust_checkpoint
+    assert test_tool.parse_args([CASES["det"][0], "x.pth", "--trust-checkpoint"]).trust_checkpoint
