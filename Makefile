@@ -30,8 +30,9 @@ $(INSTALLED): $(PY) setup.cfg pyproject.toml
 test: $(INSTALLED)
 	$(PY) -m pytest
 
+# `make demo DEMO_ARGS=--full` trains the configs' full schedules (a few minutes more).
 demo: $(INSTALLED)
-	$(PY) tools/demo_mm.py
+	$(PY) tools/demo_mm.py $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV)

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # OpenMMLab on GPUs: the demo configs with --amp (200 iterations) and 1- vs 2-GPU throughput (50 iterations).
 #
-#   OUT=DIR bash benchmarks/mm_gpu.sh STEP...      steps: build amp dist (run from the repo root)
+#   OUT=DIR bash benchmarks/mm_gpu.sh STEP...      steps: build amp dist skips (run from the repo root)
 #
 # build: on a machine without OpenMMLab, installs the wheels in .whl/ (mmengine, mmdet, mmsegmentation and their
 #        missing dependencies, pip-downloaded elsewhere) into /tmp/site and compiles mmcv 2.1.0 from its sdist
 #        (.whl/mmcv-2.1.0.tar.gz) with CUDA ops for Hopper (TORCH_CUDA_ARCH_LIST=9.0); skipped when mmcv.ops imports.
-# amp:   seg and det demo configs, GPU 0, --amp, 200 iterations; prints loss, non-finite values, img/s, metrics.
+# amp:   seg and det demo configs, GPU 0, --amp (bfloat16 since 2026-12; AMP_DTYPE=float16 for the old runs),
+#        200 iterations; prints loss, non-finite values, img/s, metrics.
+# skips: the det demo config, 100 iterations each with --amp-dtype float16 and bfloat16 (about a minute): how many
+#        steps the dynamic loss scale skipped (benchmarks/amp_stability.py --mm-config) -> $OUT/amp_stability_mm.json.
 # dist:  the same configs for 50 iterations on 1 GPU (tools/train.py) and 2 GPUs (tools/dist_train.sh).
 # Results: benchmarks/RESULTS.md ("OpenMMLab on GPUs").
 set -u
@@ -72,7 +75,7 @@ amp() {
     cfg=$SEG; b=8; [ $task = det ] && { cfg=$DET; b=4; }
     wd=/tmp/wd/amp_$task; rm -rf $wd
     say "$task --amp 200 iters"
-    CUDA_VISIBLE_DEVICES=0 timeout 280 python3 tools/train.py $cfg --amp --work-dir $wd --cfg-options $(opts $task 200 200) > /tmp/amp_$task.log 2>&1
+    CUDA_VISIBLE_DEVICES=0 timeout 280 python3 tools/train.py $cfg --amp --amp-dtype ${AMP_DTYPE:-bfloat16} --work-dir $wd --cfg-options $(opts $task 200 200) > /tmp/amp_$task.log 2>&1
     say "rc=$?"; grep -E "Iter\(train\)|Iter\(val\)|mIoU|bbox_mAP|Error|error" /tmp/amp_$task.log | tail -6 >> $LOG
     summary $wd amp_$task $b 1
   done
@@ -93,5 +96,12 @@ dist() {
       summary $wd dist_${task}_$n $b $n
     done
   done
+}
+skips() {
+  ensure_site; data
+  say "det: skipped steps, float16 vs bfloat16, 100 iterations each"
+  CUDA_VISIBLE_DEVICES=0 timeout 200 python3 benchmarks/amp_stability.py --out $OUT --mm-config $DET --steps 100 \
+    --cfg-options $(opts det 100 101) > /tmp/amp_skips.log 2>&1
+  say "rc=$?"; grep -E "steps skipped|wrote|Error" /tmp/amp_skips.log | tail -5 | tee -a $LOG
 }
 for step in "$@"; do $step; done
