@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from ..kernels import Routes, selective_scan
-from .base import ScanParams, ScanPlan, ScanStrategy, raster_grid, require_single_u_slot, scattered, table
+from .base import (ScanParams, ScanPlan, ScanStrategy, param_dtype, raster_grid, require_single_u_slot, scattered,
+                   table)
 from .registry import register_scan
 from .zigzag import column_snake, row_snake
 
@@ -79,7 +80,7 @@ class RouteAttention(nn.Module):
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         spread = y.std(dim=3, unbiased=False)
         level = (y - y.amin(dim=3, keepdim=True)).mean(dim=3) + 1e-5
-        gate = torch.relu(spread / level - self.threshold[:, None])
+        gate = torch.relu(spread / level - self.threshold[:, None].to(y.dtype))
         out = y.sum(dim=3) * gate
         return out.flatten(2)
 
@@ -151,14 +152,18 @@ class MultiHeadScan(ScanStrategy):
         delta_softplus: bool = True,
         out_dtype: Optional[torch.dtype] = None,
     ) -> torch.Tensor:
-        """Per-route outputs combined by the route attention ``module``, then gated by z (b, L, 1, heads * d)."""
+        """Per-route outputs combined by the route attention ``module``, then gated by z (b, L, 1, heads * d).
+        Computed in float32 (float64 for float64 tokens): the attention's spread / level ratio of near-equal route
+        outputs is lost in bf16 rounding."""
         require_single_u_slot(self.name, None, z)
-        b, L = plan.tokens.shape[:2]
+        tokens = plan.tokens
+        b, L = tokens.shape[:2]
+        work = param_dtype(tokens.dtype)
         y = selective_scan(
-            plan.tokens, delta, params.A, B, C, params.D, params.delta_bias,
-            routes=plan.routes, delta_softplus=delta_softplus, merge="none", out_dtype=out_dtype,
+            tokens, delta, params.A, B, C, params.D, params.delta_bias,
+            routes=plan.routes, delta_softplus=delta_softplus, merge="none", out_dtype=work,
         )
         y = module(y.view(b, L, self.heads, 4, -1))
         if z is not None:
-            y = y * torch.nn.functional.silu(z[:, :, 0]).to(y.dtype)
-        return y
+            y = y * torch.nn.functional.silu(z[:, :, 0].to(work))
+        return y.to(out_dtype or tokens.dtype)
