@@ -114,8 +114,6 @@ def test_export_program_runs_another_batch(name):
     torch.testing.assert_close(program.module()(images), expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="vssm::selective_scan's fake implementation sizes the saved chunk states "
-                   "from the batch, which guards a dynamic batch (vssm/kernels/op.py)")
 def test_plain_torch_export_keeps_a_dynamic_batch():
     """torch.export.export of a model with the custom op kept, batch dynamic, run at another batch."""
     model = tiny_model("vmamba_tiny")

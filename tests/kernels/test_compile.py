@@ -35,3 +35,19 @@ def test_op_is_registered_with_a_fake_implementation():
         fake = [mode.from_tensor(t) if t is not None else None for t in p.args()]
         out = selective_scan(*fake, routes=mode.from_tensor(p.routes.index), merge="none", backend="torch")
     assert out.shape == (2, 9, 2, 4)
+
+
+def test_route_properties_trace_under_compile():
+    """The Triton schedule reads Routes.tokens_unique / covers inside the traced forward (CUDA): they must trace
+    (reading a table's storage address does not) and keep the value an eager call found."""
+    from vssm.kernels.routes import Routes
+
+    torch._dynamo.reset()
+    routes = Routes(index=torch.arange(6, dtype=torch.int32).reshape(1, 6))
+    assert routes.tokens_unique() and routes.covers(6)  # kept from an eager call
+
+    def fn(x):
+        return x * 2 if routes.tokens_unique() and routes.covers(6) else x
+
+    x = torch.randn(3)
+    torch.testing.assert_close(torch.compile(fn, fullgraph=True, backend="eager")(x), x * 2)

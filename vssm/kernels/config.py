@@ -73,7 +73,7 @@ class KernelPlan:
     partials_bf16: bool
 
     def as_args(self) -> tuple:
-        return dataclasses.astuple(self)
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
 
 
 # The enclosing kernel_config blocks, innermost last (a plain list so torch.compile reads it as a constant).

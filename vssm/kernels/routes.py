@@ -97,14 +97,16 @@ class Routes:
     def _once(self, key: str, compute: Callable[[], Any]) -> Any:
         """A value read from the tables (a host sync), kept until a table changes: per-call checks and schedule
         choices then cost no sync (and a forward can be captured in a CUDA graph). Not stored while
-        torch.compile traces."""
-        stamp = self._stamp()
+        torch.compile traces: then a kept value is used as is (the traced tables are constants of the graph,
+        which cannot read their storage address) and a missing one is computed."""
         known = self.__dict__.get(key)
+        if torch.compiler.is_compiling():
+            return known[1] if known is not None else compute()
+        stamp = self._stamp()
         if known is not None and known[0] == stamp:
             return known[1]
         value = compute()
-        if not torch.compiler.is_compiling():
-            object.__setattr__(self, key, (stamp, value))
+        object.__setattr__(self, key, (stamp, value))
         return value
 
     def _stamp(self) -> Tuple[Any, ...]:

@@ -21,9 +21,12 @@ from .contract import ScanGrads, ScanProblem, ScanSizes, gate_and_merge, gate_an
 
 def plan(config: KernelConfig, sizes: ScanSizes, routes_unique: bool, routes_cover: bool) -> KernelPlan:
     """Steps per chunk: ``config.chunk``, else as many as keep a (batch, K, chunk, dim, N) work tensor within
-    ``config.torch_chunk_elements`` (default 2^22) elements, which bounds memory per chunk."""
+    ``config.torch_chunk_elements`` (default 2^22) elements, which bounds memory per chunk. A symbolic batch
+    (torch.export with a dynamic batch) counts as one image, so the chunk, and the saved states' shape, do not
+    guard the batch."""
     elements = config.torch_chunk_elements or 1 << 22
-    per_step = max(1, sizes.batch * sizes.routes * sizes.dim * sizes.d_state)
+    batch = sizes.batch if isinstance(sizes.batch, int) else 1
+    per_step = max(1, batch * sizes.routes * sizes.dim * sizes.d_state)
     chunk = config.chunk or max(1, min(sizes.steps, elements // per_step))
     return KernelPlan(chunk=chunk, fwd_tiles=False, fwd_chunked=False, bwd_tiles=False, bwd_chunked=False,
                       partials_bf16=False)
