@@ -109,10 +109,12 @@ def test_mixed_low_precision_activations_are_accepted():
 
 @pytest.mark.parametrize("out_dtype", [torch.int32, torch.bool, torch.complex64, "float32"])
 def test_out_dtype_must_be_floating(out_dtype):
-    """Checked by check_inputs(out_dtype=...); the reference passes it (op.py is asked to pass it too)."""
+    """Checked by check_inputs(out_dtype=...), through the reference and the public operator."""
     p = random_problem()
     with pytest.raises(ValueError, match=r"^out_dtype: got"):
         selective_scan_reference(*p.args(), routes=p.routes, out_dtype=out_dtype)
+    with pytest.raises(ValueError, match=r"^out_dtype: got"):
+        selective_scan(*p.args(), routes=p.routes, out_dtype=out_dtype, backend="torch")
 
 
 # --- values ----------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch._higher_order_ops.scan import scan
 
 from vssm.kernels import op as _op  # noqa: F401  (defines torch.ops.vssm.selective_scan)
-from vssm.kernels.reference import compute_dtype
+from vssm.kernels.contract import compute_dtype
 
 Tensor = torch.Tensor
 SCAN_OP = torch.ops.vssm.selective_scan.default

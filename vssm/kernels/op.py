@@ -240,7 +240,8 @@ def selective_scan(
     """Selective scan over K routes of tokens, gathered and merged by the operator.
 
     u: (batch, L, Ku, dim), Ku == 1 or K (or any Ku with ``routes.u_group``); delta: (batch, L, K, dim);
-    A: (K, dim, N) float32; B, C: (batch, L, K, N); D, delta_bias: (K, dim) float32; z: like u;
+    A: (K, dim, N); B, C: (batch, L, K, N); D, delta_bias: (K, dim); z: like u (accepted dtypes and devices:
+    vssm/kernels/checks.py; a bad one is a ValueError naming the argument);
     routes: int (K, T) table of raster token indices (-1 = padding step) or a :class:`Routes`.
     Returns (batch, L, dim) for merge "sum"/"mean", (batch, L, K, dim) for "none", in ``out_dtype``
     (default u's dtype); with ``return_hidden`` also the states (batch, L, K, dim, N) in float32
@@ -248,16 +249,16 @@ def selective_scan(
     (CUDA default once registered). ``config``: kernel settings of this call (:mod:`vssm.kernels.config`),
     over those of the enclosing ``kernel_config`` block; the backward uses the forward's.
     Reruns are bit-identical (no atomics) except on the torch backend on CUDA. A problem with a zero size
-    (batch, L, K, dim, N or T) has nothing to scan and is answered by the reference, empty outputs and
+    (batch, L, dim, N or T) has nothing to scan and is answered by the reference, empty outputs and
     zero-size gradients included.
     """
     routes = as_routes(routes)
-    sizes = check_inputs(u, delta, A, B, C, D, delta_bias, z, routes, merge)
-    index = routes.index.to(u.device)
-    param_index = None if routes.param_index is None else routes.param_index.to(u.device)
-    u_group = None if routes.u_group is None else routes.u_group.to(u.device)
+    sizes = check_inputs(u, delta, A, B, C, D, delta_bias, z, routes, merge, out_dtype=out_dtype)
+    index = routes.index
+    param_index = routes.param_index
+    u_group = routes.u_group
     name = _pick_backend(u.device, backend)
-    if name == "reference" or 0 in (sizes.batch, sizes.length, sizes.routes, sizes.dim, sizes.d_state, sizes.steps):
+    if name == "reference" or 0 in (sizes.batch, sizes.length, sizes.dim, sizes.d_state, sizes.steps):
         return selective_scan_reference(
             u, delta, A, B, C, D, delta_bias, z,
             routes=routes, delta_softplus=delta_softplus, merge=merge,

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .checks import check_inputs, route_groups
+from .contract import compute_dtype
 from .routes import RoutesLike, as_routes
 
 
@@ -28,11 +29,6 @@ def merge_routes(y: torch.Tensor, merge: str) -> torch.Tensor:
     if merge == "mean":
         return y.mean(2)
     return y
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """State/accumulation dtype: float64 for float64 inputs, else float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def selective_scan_reference(
