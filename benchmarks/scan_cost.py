@@ -46,7 +46,9 @@ def main() -> None:
         u = torch.randn(args.batch, H * W, 1, args.dim)
 
         def scan(u=u, mixer=mixer):
-            return mixer.scan.forward(u, mixer.project, mixer.scan_params(), H, W, module=mixer.scan_module)
+            plan = mixer.scan.prepare(u, H, W, module=mixer.scan_module)
+            delta, B, C = mixer.project(plan.tokens)
+            return mixer.scan.scan(plan, delta, B, C, mixer.scan_params(), module=mixer.scan_module)
 
         with torch.no_grad():
             forward = median_seconds(scan, args.repeats)

@@ -96,17 +96,17 @@ def test_spatial_fusion_with_identity_fusion_equals_plain_scan():
     params = fused.scan_params()
     expected = selective_scan(x.reshape(1, 12, 1, 6), delta, params.A, B, C, params.D, params.delta_bias,
                               routes=torch.arange(12, dtype=torch.int32)[None])
-    got = fused.scan.forward(x.reshape(1, 12, 1, 6), fused.project, params, 3, 4, module=fusion)
+    plan = fused.scan.prepare(x.reshape(1, 12, 1, 6), 3, 4)
+    got = fused.scan.scan(plan, delta, B, C, params, module=fusion)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_hook_strategies_reject_per_route_u():
-    mixer = SS2D(dim=4, d_state=1, scan="cross")
     for name in ("multiscale", "spatial_fusion", "multihead"):
         strategy = get_scan(name)
         u = torch.randn(1, 6, 2, 4)
         with pytest.raises(ValueError, match=f"the '{name}' scan expects one u slot"):
-            strategy.forward(u, mixer.project, mixer.scan_params(), 2, 3, module=strategy.make_module(4, 1))
+            strategy.prepare(u, 2, 3, module=strategy.make_module(4, 1))
 
 
 def test_route_attention_matches_the_mhs_vm_formula():
@@ -138,7 +138,8 @@ def test_multiscale_equals_two_separate_scans():
     mixer = SS2D(dim=dim, d_state=2, ssm_ratio=1.0, scan="multiscale")
     strategy, module, params = mixer.scan, mixer.scan_module, mixer.scan_params()
     u = torch.randn(2, H * W, 1, dim)
-    got = strategy.forward(u, mixer.project, params, H, W, module=module)
+    plan = strategy.prepare(u, H, W, module=module)
+    got = strategy.scan(plan, *mixer.project(plan.tokens), params, module=module)
 
     def one_route(tokens, k):  # plain 1-D scan of tokens (b, T, d) with parameter set k
         delta, B, C = mixer.project(tokens[:, :, None])

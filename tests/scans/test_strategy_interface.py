@@ -26,3 +26,12 @@ def test_prepare_returns_tokens_and_routes_the_mixer_projects():
     plan = strategy.prepare(u, 3, 4)
     assert isinstance(plan, ScanPlan) and plan.tokens.shape == (2, 12, strategy.heads, 2)
     assert plan.routes is strategy.routes(3, 4) and (plan.H, plan.W, plan.middle_token) == (3, 4, False)
+
+
+def test_built_routes_carry_the_schedule_properties():
+    """A compiled forward cannot sort the tables: the Triton schedule reads tokens_unique / covers kept at building."""
+    from vssm.scans import get_scan
+
+    routes = get_scan("cross").routes(3, 4)
+    assert routes.__dict__["_tokens_unique"][1] is True
+    assert routes.__dict__["_min_visits"][1] == 12

@@ -100,6 +100,7 @@ class ScanStrategy(ABC):
             if middle_token:
                 built = with_middle_token(built, H * W)
             cached = _to_device(built, device)
+            cached.covers(H * W + middle_token)  # kept on the tables: a compiled forward reads the schedule from them
             self._cache[key] = cached
         return cached
 
