@@ -54,11 +54,7 @@ def test_plain_models_give_the_last_three_blocks_by_default(name):
     assert [tuple(f.shape) for f in feats] == [(1, 16, 4, 4)] * 3
 
 
-SS2D_BATCH0 = pytest.mark.xfail(strict=True, reason="vssm/layers/ss2d.py SS2D.project views delta as (K, b, L, -1): "
-                                "ambiguous for b = 0 (the mixer's file, not the model's)")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=SS2D_BATCH0) if n.startswith("vmamba") else n for n in TINY])
+@pytest.mark.parametrize("name", TINY)
 def test_batch_zero_gives_empty_outputs(name):
     model = tiny(name).eval()
     x = torch.randn(0, 3, 64, 64)

@@ -13,6 +13,7 @@ except ImportError:  # pragma: no cover - depends on the installation
     triton_layer_norm = None
 
 _HALF_OR_FLOAT = (torch.float16, torch.bfloat16, torch.float32)
+_AUTOCAST_DEVICE_TYPES = ("cpu", "cuda", "xpu", "mps", "hpu", "mtia")
 _warned = False
 
 
@@ -42,8 +43,9 @@ def _use_triton(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optional[
 
 def autocast_dtype(device_type: str) -> Optional[torch.dtype]:
     """The autocast dtype while autocast is on for ``device_type``; None when it is off or the type has no
-    autocast (e.g. ``meta``, where asking torch whether it is on raises)."""
-    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+    autocast (e.g. ``meta``, where asking torch whether it is on raises). A fixed list of types rather than
+    ``torch.amp.is_autocast_available``, which torch.compile (torch 2.11) cannot trace."""
+    if device_type in _AUTOCAST_DEVICE_TYPES and torch.is_autocast_enabled(device_type):
         return torch.get_autocast_dtype(device_type)
     return None
 

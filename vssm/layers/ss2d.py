@@ -73,7 +73,7 @@ class SS2D(nn.Module):
         # per-route dt projection as K GEMMs of (b*L, R) x (R, D); the result is viewed back as (b, L, K, D)
         per_route = dts.permute(2, 0, 1, 3).reshape(K, b * L, self.dt_rank)
         delta = torch.bmm(per_route, self.dt_projs_weight.to(u.dtype).transpose(1, 2))
-        return delta.view(K, b, L, -1).permute(1, 2, 0, 3), B, C
+        return delta.view(K, b, L, self.dt_projs_weight.shape[1]).permute(1, 2, 0, 3), B, C
 
     def _project_aligned(self, u: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``project`` for one u slot (b, L, D) on CUDA with dt_rank zero-padded to a multiple of 8: rows of 6
@@ -96,7 +96,7 @@ class SS2D(nn.Module):
         dts = x_dbl[:, :K * R8].view(b * L, K, R8).transpose(0, 1)
         dt_weight = F.pad(self.dt_projs_weight.to(u.dtype), (0, R8 - R))
         delta = torch.bmm(dts, dt_weight.transpose(1, 2))
-        return delta.view(K, b, L, -1).permute(1, 2, 0, 3), B, C
+        return delta.view(K, b, L, self.dt_projs_weight.shape[1]).permute(1, 2, 0, 3), B, C
 
     def scan_params(self) -> ScanParams:
         K, D = self.dt_projs_bias.shape
