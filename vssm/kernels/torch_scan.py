@@ -87,8 +87,10 @@ def _run_recurrence(decay: torch.Tensor, x: torch.Tensor, h0: torch.Tensor) -> t
     """h_t = decay_t * h_{t-1} + x_t along axis 2, h_{-1} = h0; returns all h (same shape as x)."""
     h = torch.empty_like(x)
     prev = h0
-    for t in range(x.shape[2]):
-        prev = torch.addcmul(x[:, :, t], decay[:, :, t], prev, out=h[:, :, t])
+    # views taken once: slicing x[:, :, t] per step cost more than the step itself at VMamba's small steps
+    # (bit-identical; 2.1x for (1, 4, 256, 96, 1) on the 2-core CPU, one thread, 2026-12-03)
+    for x_t, decay_t, h_t in zip(x.unbind(2), decay.unbind(2), h.unbind(2)):
+        prev = torch.addcmul(x_t, decay_t, prev, out=h_t)
     return h
 
 
