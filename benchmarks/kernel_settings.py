@@ -1,6 +1,6 @@
 """Kernel-config variants for side-by-side benchmarks: 'NAME=VALUE[,NAME=VALUE...]' over the fields of
-vssm.kernels.KernelConfig (chunk, chunk_parallel, tile_forward, tile_backward, partials_bf16,
-torch_chunk_elements); 0/1 for the switches, e.g. ``tile_forward=0,chunk=32``."""
+vssm.kernels.KernelConfig (chunk, chunk_parallel, tile_forward, partials_bf16, torch_chunk_elements); 0/1 for
+the switches, e.g. ``tile_forward=0,chunk=32``."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,7 +8,7 @@ import dataclasses
 from vssm.kernels import KernelConfig, kernel_config
 
 _FIELDS = {f.name: f for f in dataclasses.fields(KernelConfig)}
-_SWITCHES = {"chunk_parallel", "tile_forward", "tile_backward", "partials_bf16"}
+_SWITCHES = {"chunk_parallel", "tile_forward", "partials_bf16"}
 
 
 def parse(variant: str) -> KernelConfig:

@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=list(CASES))
     parser.add_argument("--out", default=None, help="folder for scan_bench.json")
     parser.add_argument("--no-torch", action="store_true", help="skip the (slow) torch-backend column")
-    parser.add_argument("--variants", nargs="*", default=["tile_forward=0", "tile_backward=1"],
+    parser.add_argument("--variants", nargs="*", default=["tile_forward=0", "tile_forward=1"],
                         help="kernel configs to time beside the default, each NAME=VALUE[,NAME=VALUE...]")
     args = parser.parse_args()
     for variant in args.variants:

@@ -85,10 +85,6 @@ def sizes_of(p) -> ScanSizes:
     return ScanSizes(b, L, routes.num_routes, u_slots, d, p.A.shape[2], routes.num_steps)
 
 
-# (forward kernels, backward kernels): the default pairs tile forward with per-step backward
-KERNEL_PAIRS = [("tiles", "steps"), ("tiles", "tiles"), ("steps", "tiles")]
-
-
 TILE_CASES = [
     dict(K=1, N=1, shared_u=True, merge="sum", with_z=True),
     dict(K=2, N=3, merge="none", with_z=True, hidden=True),
@@ -98,14 +94,13 @@ TILE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("pair", KERNEL_PAIRS, ids=lambda p: "-".join(p))
 @pytest.mark.parametrize("chunked", [False, True], ids=["whole-route", "chunk-parallel"])
 @pytest.mark.parametrize("case", TILE_CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
-def test_tile_schedule_matches_reference(case, chunked, pair):
-    """Tiles across a route (L 10 + padding in tiles of 4 steps: a partial last tile), with and without
-    padding steps, hidden states, z, D, bias and a separate parameter table; whole routes per program and one
-    chunk per program (tile-parallel chunk summaries, then the carry passes); tile and per-step kernels mixed
-    between forward and backward (both read the same saved states)."""
+def test_tile_forward_matches_reference(case, chunked):
+    """The tile forward across a route (L 10 + padding in tiles of 4 steps: a partial last tile), with and
+    without padding steps, hidden states, z, D, bias and a separate parameter table; whole routes per program
+    and one chunk per program (tile-parallel chunk summaries, then the carry passes); the per-step backward
+    reads the states it saved."""
     case = dict(case)
     merge, hidden = case.pop("merge"), case.pop("hidden", False)
     p = random_problem(batch=2, L=10, dim=5, device=DEVICE, repeat=False, **case)
@@ -118,10 +113,9 @@ def test_tile_schedule_matches_reference(case, chunked, pair):
         p.routes = Routes(index=index, param_index=pidx)
     routes = as_routes(p.routes)
     assert routes.tokens_unique()
-    config = KernelConfig(chunk=4, chunk_parallel=chunked, tile_forward=pair[0] == "tiles",
-                          tile_backward=pair[1] == "tiles")
+    config = KernelConfig(chunk=4, chunk_parallel=chunked, tile_forward=True)
     plan = triton_scan.plan(config, sizes_of(p), True, routes.covers(10))
-    assert (plan.fwd_tiles, plan.bwd_tiles) == (pair[0] == "tiles", pair[1] == "tiles")
+    assert plan.fwd_tiles
     assert plan.fwd_chunked is chunked and plan.bwd_chunked is chunked
     out, grads, weights = grads_of(p, merge, "triton", return_hidden=hidden, config=config)
     ref_out, ref_grads, _ = grads_of(as_float64(p), merge, "reference", weights, return_hidden=hidden)
@@ -131,20 +125,28 @@ def test_tile_schedule_matches_reference(case, chunked, pair):
 
 
 def test_default_plan():
-    """The heuristic (vssm.kernels.config): tile forward and per-step backward for routes without repeated
-    tokens, chunk-parallel below 1024 whole-route programs; repeated tokens keep the in-order per-step walk."""
+    """The heuristic (vssm.kernels.config): the tile forward only for routes without repeated tokens at
+    d_state 1 (H200: faster at N = 1, 2-5x slower at N = 16), chunk-parallel below 1024 whole-route programs;
+    repeated tokens keep the in-order per-step walk; tile_forward=True still asks for tiles at N = 16."""
     case_a = ScanSizes(128, 3136, 4, 1, 96, 1, 3136)
     plan = triton_scan.plan(KernelConfig(), case_a, True, True)
-    assert (plan.chunk, plan.fwd_tiles, plan.bwd_tiles) == (64, True, False)
+    assert (plan.chunk, plan.fwd_tiles) == (64, True)
     assert not plan.fwd_chunked  # tiles: 16 channels a program, 6 x 4 x 128 = 3072 programs
     assert plan.bwd_chunked  # per-step: all 96 channels a program, 512 programs
+    case_c = ScanSizes(128, 3136, 4, 1, 192, 16, 3136)
+    vim_long = ScanSizes(8, 4097, 2, 1, 384, 16, 4097)
+    for sizes in (case_c, vim_long):
+        assert not triton_scan.plan(KernelConfig(), sizes, True, True).fwd_tiles
+        assert triton_scan.plan(KernelConfig(tile_forward=True), sizes, True, True).fwd_tiles
+    assert not triton_scan.plan(KernelConfig(), case_c, True, True).fwd_chunked  # 6 x 4 x 128 = 3072 programs
+    assert triton_scan.plan(KernelConfig(), vim_long, True, True).fwd_chunked  # 12 x 2 x 8 = 192 programs
     repeated = triton_scan.plan(KernelConfig(), case_a, False, False)
-    assert not (repeated.fwd_tiles or repeated.bwd_tiles or repeated.fwd_chunked or repeated.bwd_chunked)
+    assert not (repeated.fwd_tiles or repeated.fwd_chunked or repeated.bwd_chunked)
     odd = triton_scan.plan(KernelConfig(chunk=48), case_a, True, True)
     assert not odd.fwd_tiles  # tiles need a power-of-two chunk; the heuristic then picks the per-step kernels
 
 
-@pytest.mark.parametrize("field", ["tile_forward", "tile_backward", "chunk_parallel"])
+@pytest.mark.parametrize("field", ["tile_forward", "chunk_parallel"])
 def test_asking_for_unique_token_kernels_with_repeated_tokens_is_an_error(field):
     with pytest.raises(ValueError, match=f"KernelConfig.{field}: needs routes that visit each token"):
         triton_scan.plan(KernelConfig(**{field: True}), ScanSizes(2, 10, 2, 1, 5, 3, 13), False, False)
@@ -157,7 +159,7 @@ def test_bfloat16_partials(monkeypatch, tiles):
     """bf16 inputs keep their per-route outputs in bf16 (the default) when routes visit every token once and
     nothing gates them before the merge; the merged output stays within the bf16 tolerance of the reference,
     and partials_bf16=False keeps them in fp32."""
-    config = KernelConfig(chunk=4, tile_forward=tiles, tile_backward=tiles)
+    config = KernelConfig(chunk=4, tile_forward=tiles)
     p = random_problem(batch=2, L=9, K=4, dim=5, N=2, dtype=torch.bfloat16, device=DEVICE, pad=0, repeat=False,
                        with_z=False)
     plan = triton_scan.plan(config, sizes_of(p), True, True)
@@ -199,12 +201,11 @@ def test_backward_uses_its_forwards_settings(backend):
         assert_close(g, r, torch.float32)
 
 
-@pytest.mark.parametrize("pair", KERNEL_PAIRS + [("steps", "steps")], ids=lambda p: "-".join(p))
-def test_reruns_are_bit_identical(pair):
+@pytest.mark.parametrize("tiles", [False, True], ids=["steps", "tiles"])
+def test_reruns_are_bit_identical(tiles):
     """The default kernels use no atomics (partials summed in a fixed order): reruns give equal bits."""
     p = random_problem(batch=2, L=12, K=2, dim=3, N=2, device=DEVICE, repeat=False)
-    config = KernelConfig(chunk=4, chunk_parallel=True, tile_forward=pair[0] == "tiles",
-                          tile_backward=pair[1] == "tiles")
+    config = KernelConfig(chunk=4, chunk_parallel=True, tile_forward=tiles)
     weights = torch.randn(2, 12, 3, dtype=torch.float64, device=DEVICE)
     (out1, grads1, _), (out2, grads2, _) = (grads_of(p, "sum", "triton", weights, config=config) for _ in range(2))
     assert torch.equal(out1, out2)
@@ -248,17 +249,17 @@ gpu = pytest.mark.gpu
 GPU_CONFIGS = {
     "default": KernelConfig(),
     "steps": KernelConfig(tile_forward=False),
-    "tiles": KernelConfig(tile_forward=True, tile_backward=True),
-    "tiles-whole-route": KernelConfig(tile_forward=True, tile_backward=True, chunk_parallel=False),
+    "tiles": KernelConfig(tile_forward=True),
+    "tiles-whole-route": KernelConfig(tile_forward=True, chunk_parallel=False),
 }
 
 
 @pytest.fixture(params=list(GPU_CONFIGS))
 def schedule(request) -> str:
-    """GPU tests run every selectable kernel variant: the default plan, the per-step kernels, the tile ones
-    (default schedule: chunk-parallel at the tests' batch sizes) and the tile ones with one program per whole
-    route. Routes repeat a token for the per-step variant only, so "default" runs its plan for unique tokens
-    (tile forward, per-step backward)."""
+    """GPU tests run every selectable kernel variant: the default plan, the per-step kernels, the tile forward
+    (default schedule: chunk-parallel at the tests' batch sizes) and the tile forward with one program per whole
+    route (all with the per-step backward). Routes repeat a token for the per-step variant only, so "default"
+    runs its plan for unique tokens (tile forward at N = 1 only)."""
     with kernel_config(GPU_CONFIGS[request.param]):
         yield request.param
 
@@ -308,8 +309,8 @@ def test_gpu_gradients_match_reference(N, schedule):
 LAYOUTS = {
     "chunk-parallel": KernelConfig(chunk=4, tile_forward=False, chunk_parallel=True),
     "whole-route": KernelConfig(tile_forward=False, chunk_parallel=False),
-    "tiles-chunk-parallel": KernelConfig(chunk=4, tile_forward=True, tile_backward=True, chunk_parallel=True),
-    "tiles-whole-route": KernelConfig(chunk=4, tile_forward=True, tile_backward=True, chunk_parallel=False),
+    "tiles-chunk-parallel": KernelConfig(chunk=4, tile_forward=True, chunk_parallel=True),
+    "tiles-whole-route": KernelConfig(chunk=4, tile_forward=True, chunk_parallel=False),
 }
 
 
@@ -359,17 +360,15 @@ def _largest_offsets_kernel(out_ptr, pid_d, batch, L, K, b, k, c, n_chunks, dim,
 
 
 @pytest.mark.parametrize("chunked", [None, True], ids=["default-schedule", "chunk-parallel"])
-@pytest.mark.parametrize("tiles", [False, True], ids=["steps", "tiles"])
 @pytest.mark.parametrize("shape", ["a", "c", "vim-long"])
-def test_largest_offsets_fit_their_buffers_in_int64(shape, tiles, chunked):
-    """Each launcher's largest offsets (last program, last channel, last state) into the dB/dC partials, the
-    saved states and the per-program scratch equal the exact value, at the end of the buffer; at case (c) with
-    tiles (192 channel blocks) the partials pass 2^31 elements, where int32 arithmetic wrapped, and so does the
-    chunk-parallel per-step scratch (5e9 elements)."""
+def test_largest_offsets_fit_their_buffers_in_int64(shape, chunked):
+    """The backward launcher's largest offsets (last program, last channel, last state) into the dB/dC
+    partials, the saved states and the per-program scratch equal the exact value, at the end of the buffer; at
+    case (c) the chunk-parallel per-step scratch (5e9 elements) passes 2^31 elements, where int32 arithmetic
+    wraps."""
     b, L, K, dim, N = {"a": (128, 3136, 4, 96, 1), "c": (128, 3136, 4, 192, 16), "vim-long": (8, 4097, 2, 384, 16)}[shape]
-    config = KernelConfig(tile_forward=tiles, tile_backward=tiles, chunk_parallel=chunked)
-    plan = triton_scan.plan(config, ScanSizes(b, L, K, 1, dim, N, L), True, True)
-    block_d, block_n = triton_scan.blocks(dim, N, plan.chunk, tiles)
+    plan = triton_scan.plan(KernelConfig(chunk_parallel=chunked), ScanSizes(b, L, K, 1, dim, N, L), True, True)
+    block_d, block_n = triton_scan.step_blocks(dim, N)
     n_db, chunks = triton.cdiv(dim, block_d), triton_scan.n_chunks(L, plan.chunk)
     spans = chunks if plan.bwd_chunked else 1
     out = torch.zeros(3, dtype=torch.int64)
@@ -380,9 +379,7 @@ def test_largest_offsets_fit_their_buffers_in_int64(shape, tiles, chunked):
     assert partials + b * L * K * N == n_db * b * L * K * N  # last channel block's slice ends the buffer
     assert states == b * K * chunks * dim * N - 1
     assert scratch + scratch_row == b * n_db * K * spans * scratch_row  # the scratch the launcher allocates
-    if shape == "c" and tiles:
-        assert n_db * b * L * K * N > 2**31
-    if shape == "c" and chunked and not tiles:
+    if shape == "c" and chunked:
         assert b * n_db * K * spans * scratch_row > 2**31
 
 

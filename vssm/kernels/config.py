@@ -9,17 +9,21 @@ cannot reach that backward.
 
 Heuristic (``plan`` of each backend; measurements in benchmarks/notes_triton.md):
 
-- ``chunk`` (steps between saved states): triton 64 (H100 sweep: 32, 64 and 128 within 5%); torch as many
-  steps as keep one (batch, K, chunk, dim, N) work tensor within ``torch_chunk_elements`` (2^22) elements.
-- ``tile_forward``: the tile-parallel forward whenever no route repeats a token and ``chunk`` is a power of
-  two (H200, case (a): 1.37 ms against 1.81 ms for the per-step forward).
-- ``tile_backward``: off (H200, case (a): 10.2 ms against 6.58 ms); the per-step backward reads the same
-  saved states as either forward.
+- ``chunk`` (steps between saved states): triton 64 (H100 sweep: 32, 64 and 128 within 5%; H200, (a): 32
+  5.73 vs 64 5.79 ms fwd+bwd; not measured at N = 16 with the per-step forward); torch as many steps as keep
+  one (batch, K, chunk, dim, N) work tensor within ``torch_chunk_elements`` (2^22) elements.
+- ``tile_forward``: the tile-parallel forward when no route repeats a token, ``chunk`` is a power of two and
+  d_state N == 1. Measured on an NVIDIA H200, bf16, 2026-12-03 (benchmarks/scan_bench.py, ms, tile vs per-step
+  forward): faster only at N = 1 -- (a) 1.344 vs 1.744, e-zigzag / e-hilbert 1.28 vs 1.75; much slower at
+  N = 16 -- (c) 55.9 vs 11.2, vim-long 3.04 vs 1.23, (d) 2.90 vs 0.72. ``tile_forward=True`` still asks for
+  it at any N. Either forward saves the same states for the per-step backward (the only backward: a tile
+  backward was slower in every case of that run, e.g. (a) 9.41 vs 5.79 ms fwd+bwd, and was removed).
 - ``chunk_parallel``: one program per chunk when routes repeat no token, there is more than one chunk and
   whole routes give fewer than 1024 (batch x channel block x route) programs (H100: 512 programs of 3136 steps
   1.6x faster chunked; 3072 programs of N = 16 1.5x slower chunked). Decided per pass, from its own blocks.
 - ``partials_bf16``: per-route outputs of bf16 inputs kept in bf16 when every route visits every token once
-  and nothing gates them before the (fp32) merge, as the anchor pipeline rounds them; not measured yet.
+  and nothing gates them before the (fp32) merge, as the anchor pipeline rounds them (H200, 2026-12-03: 1.03x
+  faster forward at (a), 1.344 vs 1.386 ms; 1.06x at e-zigzag).
 
 The default kernels are deterministic: no atomics, partial sums added in a fixed order, so reruns of a call
 are bit-identical on every backend except the torch backend on CUDA (``index_add_``).
@@ -41,7 +45,6 @@ class KernelConfig:
     chunk: Optional[int] = None  # steps between saved states (both backends)
     chunk_parallel: Optional[bool] = None  # triton: one program per chunk (carry passes), else per whole route
     tile_forward: Optional[bool] = None  # triton: tile-parallel forward (routes without repeated tokens)
-    tile_backward: Optional[bool] = None  # triton: tile-parallel backward (routes without repeated tokens)
     partials_bf16: Optional[bool] = None  # triton: bf16 per-route outputs where sound (see module docstring)
     torch_chunk_elements: Optional[int] = None  # torch: elements of one work tensor, picks its chunk
 
@@ -50,7 +53,7 @@ class KernelConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"KernelConfig.{name}: got {value!r}, expected a positive int or None")
-        for name in ("chunk_parallel", "tile_forward", "tile_backward", "partials_bf16"):
+        for name in ("chunk_parallel", "tile_forward", "partials_bf16"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise ValueError(f"KernelConfig.{name}: got {value!r}, expected True, False or None")
@@ -68,7 +71,6 @@ class KernelPlan:
     chunk: int
     fwd_tiles: bool
     fwd_chunked: bool
-    bwd_tiles: bool
     bwd_chunked: bool
     partials_bf16: bool
 

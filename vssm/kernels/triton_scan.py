@@ -10,13 +10,13 @@ read-modify-write. The state at every ``chunk``-th step is saved (fp32) for the 
 are one epilogue kernel (:mod:`triton_epilogue`).
 
 Stages, each in its own file: the per-step scans (:mod:`triton_steps_fwd`, :mod:`triton_steps_bwd`), the
-tile-parallel scans (:mod:`triton_tiles_fwd`, :mod:`triton_tiles_bwd`, routes without repeated tokens), the
-chunk summaries they come with, and the carry passes (:mod:`triton_carry`). Two schedules per pass:
+tile-parallel forward (:mod:`triton_tiles_fwd`, routes without repeated tokens), the chunk summaries they come
+with, and the carry passes (:mod:`triton_carry`). Two schedules per pass:
 - whole route per program (repeated tokens accumulate in order; or enough programs to fill the GPU);
 - chunk-parallel: chunk summaries from a zero start, a short sequential carry pass over chunks, then every
   chunk at once from its carried state (forward) or state gradient (backward).
 Which kernels and which schedule: the call's :class:`~vssm.kernels.config.KernelPlan` (:func:`plan`), fixed by
-the forward and reused by its backward. Both forwards save the same states, so either backward can follow.
+the forward and reused by its backward. Both forwards save the same states, which the per-step backward reads.
 
 Backward: dy is read through its strides (broadcast over routes, no copy). Gradient rows a program owns are
 stored once when every route visits every token once (ddelta then in delta's dtype), else accumulated in place;
@@ -38,7 +38,6 @@ from .triton_epilogue import gate_and_merge
 from .triton_steps_bwd import _chunk_grad_state_kernel, _scan_bwd_kernel
 from .triton_steps_fwd import _chunk_state_kernel, _scan_fwd_kernel
 from .triton_tiles import TILE_WARPS, tile_blocks
-from .triton_tiles_bwd import _chunk_grad_state_tile_kernel, _scan_bwd_tile_kernel
 from .triton_tiles_fwd import _chunk_state_tile_kernel, _scan_fwd_tile_kernel
 
 def step_blocks(dim: int, N: int) -> Tuple[int, int]:
@@ -56,19 +55,18 @@ def n_chunks(steps: int, chunk: int) -> int:
 
 
 def plan(config: KernelConfig, sizes: ScanSizes, routes_unique: bool, routes_cover: bool) -> KernelPlan:
-    """The call's kernels and schedules (heuristic: :mod:`vssm.kernels.config`). Tile kernels and the
+    """The call's kernels and schedules (heuristic: :mod:`vssm.kernels.config`). The tile forward and the
     chunk-parallel schedule need routes without repeated tokens; asking for them otherwise is an error."""
     chunk = config.chunk or 64  # H100 sweep: 32, 64 and 128 within 5%
-    for name in ("tile_forward", "tile_backward", "chunk_parallel"):
+    for name in ("tile_forward", "chunk_parallel"):
         if getattr(config, name) and not routes_unique:
             raise ValueError(f"KernelConfig.{name}: needs routes that visit each token at most once "
                              "(Routes.tokens_unique()); these routes repeat a token")
-    for name in ("tile_forward", "tile_backward"):
-        if getattr(config, name) and not is_power_of_two(chunk):
-            raise ValueError(f"KernelConfig.{name}: the tile kernels need chunk a power of two, got {chunk}")
-    tile_ok = routes_unique and is_power_of_two(chunk)
+    if config.tile_forward and not is_power_of_two(chunk):
+        raise ValueError(f"KernelConfig.tile_forward: the tile kernels need chunk a power of two, got {chunk}")
+    # tiles only pay at N = 1 (H200: (a) 1.34 vs 1.74 ms; at N = 16 up to 5x slower, config docstring)
+    tile_ok = routes_unique and is_power_of_two(chunk) and sizes.d_state == 1
     fwd_tiles = config.tile_forward if config.tile_forward is not None else tile_ok
-    bwd_tiles = bool(config.tile_backward)
 
     def chunked(tiles: bool) -> bool:
         """Below 1024 (batch x channel block x route) programs whole routes do not fill the GPU (H100: 512
@@ -80,8 +78,8 @@ def plan(config: KernelConfig, sizes: ScanSizes, routes_unique: bool, routes_cov
         return routes_unique and n_chunks(sizes.steps, chunk) > 1 and sizes.batch * n_db * sizes.routes < 1024
 
     partials = config.partials_bf16 if config.partials_bf16 is not None else True
-    return KernelPlan(chunk=chunk, fwd_tiles=fwd_tiles, fwd_chunked=chunked(fwd_tiles), bwd_tiles=bwd_tiles,
-                      bwd_chunked=chunked(bwd_tiles), partials_bf16=partials)
+    return KernelPlan(chunk=chunk, fwd_tiles=fwd_tiles, fwd_chunked=chunked(fwd_tiles), bwd_chunked=chunked(False),
+                      partials_bf16=partials)
 
 
 def _tables(prob: ScanProblem) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -162,11 +160,12 @@ def backward(
     dhidden: Optional[torch.Tensor],
     plan: KernelPlan,
 ) -> Tuple[ScanGrads, Optional[torch.Tensor]]:
-    """Gradients of :func:`forward` with the forward's ``plan`` (its chunk: the saved states' spacing)."""
+    """Gradients of :func:`forward` with the forward's ``plan`` (its chunk: the saved states' spacing), by the
+    per-step backward kernels (after either forward)."""
     _check_dtype(prob)
     sz = prob.sizes
     batch, length, K, dim, N, T = sz.batch, sz.length, sz.routes, sz.dim, sz.d_state, sz.steps
-    block_d, block_n = blocks(dim, N, plan.chunk, plan.bwd_tiles)
+    block_d, block_n = step_blocks(dim, N)
     n_db, chunks = triton.cdiv(dim, block_d), ckpt.shape[2]
     dy, dz = gate_and_merge_backward(prob, z, merge, y_pre, dout)
     if dy.stride(3) != 1:  # dy may be broadcast over routes (stride 0 on k); channels must be unit-stride
@@ -190,13 +189,12 @@ def backward(
     dhidden_arg = dhidden if dhidden is not None else dy
     sizes = dict(N=N, BLOCK_D=block_d, BLOCK_N=block_n)
     flags = dict(CK=plan.chunk, HAS_BIAS=prob.delta_bias is not None, SOFTPLUS=prob.delta_softplus,
-                 HAS_DHIDDEN=dhidden is not None, **sizes, **(dict(num_warps=TILE_WARPS) if plan.bwd_tiles else {}))
+                 HAS_DHIDDEN=dhidden is not None, **sizes)
     route_strides, dy_strides = du_routes.stride()[:3], dy.stride()[:3]
     carry = ckpt
     if plan.bwd_chunked:
         gloc, decay, carry = torch.empty_like(ckpt), torch.empty_like(ckpt), torch.empty_like(ckpt)
-        state_kernel = _chunk_grad_state_tile_kernel if plan.bwd_tiles else _chunk_grad_state_kernel
-        state_kernel[(batch, n_db, K * chunks)](
+        _chunk_grad_state_kernel[(batch, n_db, K * chunks)](
             delta, A, C, index, pindex, bias, dy, dhidden_arg, gloc, decay, T, dim, chunks,
             *strides[4:8], *strides[12:16], *route_strides, *dy_strides, **flags,
         )
@@ -204,16 +202,11 @@ def backward(
     grid = (batch, n_db, K * spans)
     grad_args = (du_routes, ddelta, dB, dC, dA, dD, dbias, carry, T, dim, length, chunks)
     options = dict(HAS_D=prob.D is not None, CHUNKED=plan.bwd_chunked, **flags)
-    if plan.bwd_tiles:
-        _scan_bwd_tile_kernel[grid](
-            *tensors, dy, dhidden_arg, ckpt, *grad_args, *strides, *route_strides, *dy_strides, **options,
-        )
-    else:
-        scratch = prob.u.new_empty(batch * n_db * K * spans * (plan.chunk + 1) * block_d * block_n, dtype=f32)
-        _scan_bwd_kernel[grid](
-            *tensors, dy, dhidden_arg, ckpt, scratch, *grad_args, *strides, *route_strides, *dy_strides,
-            ACCUMULATE=not store_only, **options,
-        )
+    scratch = prob.u.new_empty(batch * n_db * K * spans * (plan.chunk + 1) * block_d * block_n, dtype=f32)
+    _scan_bwd_kernel[grid](
+        *tensors, dy, dhidden_arg, ckpt, scratch, *grad_args, *strides, *route_strides, *dy_strides,
+        ACCUMULATE=not store_only, **options,
+    )
     du = sum_per_slot(du_routes, prob.groups, prob.u.shape[2])
     grads = ScanGrads(
         u=du, delta=ddelta, A=dA.sum((0, 2)), B=dB.sum(0), C=dC.sum(0),

@@ -1,6 +1,7 @@
 """Tile-parallel Triton forward kernels: the scan (a program walks its route or chunk a tile of CHUNK steps at
 a time, saving the state before every tile) and the per-chunk state summaries of the chunk-parallel schedule.
-Same saved states as the per-step forward, so either backward can follow. Routes must not repeat a token.
+Same saved states as the per-step forward, so the per-step backward follows either. Routes must not repeat a
+token.
 """
 import triton
 import triton.language as tl
@@ -44,7 +45,7 @@ def _scan_fwd_tile_kernel(
     for c in range(first, first + n_chunks // n_spans):
         if not CHUNKED:
             tl.store(ckpt_ptr + _state_offset(b, k, c, K, n_chunks, dim, d, n, N), h, mask=dn_mask)
-        p, q, valid, u, s, dt, Bt, Ct, a, x, decay, local = _tile_scan(
+        p, valid, u, Ct, decay, local = _tile_scan(
             u_ptr, delta_ptr, B_ptr, C_ptr, index_ptr, pindex_ptr, b, k, g, c * CK + rows, T, d, n, dmask, nmask,
             A2, bias, su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sC_b, sC_l, sC_k, sC_n,
             HAS_BIAS, SOFTPLUS)
@@ -79,7 +80,7 @@ def _chunk_state_tile_kernel(
     _, A2, _, bias = _route_params(A_ptr, A_ptr, bias_ptr, k, d, n, dmask, dn_mask, dim, N, False, HAS_BIAS)
     g = tl.load(group_ptr + k).to(tl.int64)
     # C is not needed: B stands in for it (same rows, no extra bytes)
-    _, _, _, _, _, _, _, _, _, _, decay, local = _tile_scan(
+    _, _, _, _, decay, local = _tile_scan(
         u_ptr, delta_ptr, B_ptr, B_ptr, index_ptr, pindex_ptr, b, k, g, c * CK + rows, T, d, n, dmask, nmask,
         A2, bias, su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sB_b, sB_l, sB_k, sB_n,
         HAS_BIAS, SOFTPLUS)
