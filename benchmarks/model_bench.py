@@ -22,6 +22,7 @@ import os
 import platform
 import subprocess
 import sys
+import traceback
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -66,6 +67,7 @@ def compiled(model: torch.nn.Module, quick: bool, device: torch.device) -> Tuple
             results.append(measure(model, 128, 224, device, iters=iters, mode="compile").images_per_s)
         except Exception as err:  # noqa: BLE001 (reported, the run goes on)
             print(f"torch.compile {measure.__name__} failed: {type(err).__name__}: {str(err)[:200]}", flush=True)
+            traceback.print_exc()  # the whole trace on stderr: the message alone did not locate the failure
             results.append(None)
         torch._dynamo.reset()
     return results[0], results[1]
