@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU step of the scan kernel (one device call on an H200, run from the repository root; the step limits
-# add up to 530 s, so the call ends within 9 minutes whatever hangs):
+# add up to 550 s, so the call ends within 10 minutes whatever hangs):
 #   tests     the GPU tests of tests/kernels (benchmark shapes included: test_scan_gpu_shapes.py)
-#   memcheck  the benchmark-shape tests under compute-sanitizer memcheck, no caching allocator (so a write past
-#             any tensor is caught), largest case first
+#   memcheck  one forward + backward per benchmark shape and kernel choice (benchmarks/memcheck_shapes.py: the
+#             float64 checks of the tests are too slow under the sanitizer) under compute-sanitizer memcheck, no
+#             caching allocator (so a write past any tensor is caught), largest case first
 #   bench     benchmarks/scan_bench.py: cases (a), (c), (d), (e), Vim-long, beside the mamba_ssm anchor when it
 #             is installed (build it first with ../shared/anchors/build_mamba_ssm.sh), config variants side by
 #             side, byte and exp floors
@@ -54,8 +55,9 @@ for name in ${*:-tests memcheck bench ncu}; do
       step tests 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_scan_gpu_shapes.py \
         tests/kernels/test_triton_scan.py tests/kernels/test_layer_norm.py ;;
     memcheck)
-      step memcheck 120 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 3 \
-        --log-file "$OUT/memcheck.log" "$PY" -m pytest -q tests/kernels/test_scan_gpu_shapes.py -p no:cacheprovider ;;
+      step memcheck 140 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 3 \
+        --log-file "$OUT/memcheck.log" "$PY" benchmarks/memcheck_shapes.py --cases c vim-long a \
+        --variants default tile_forward=1 ;;
     bench)
       "$PY" -c "import mamba_ssm" 2>/dev/null && echo "anchor: mamba_ssm installed" || echo "anchor: none (n/a columns)"
       step bench 210 "$PY" benchmarks/scan_bench.py --no-torch --out "$OUT" \
