@@ -37,17 +37,20 @@ def test_op_is_registered_with_a_fake_implementation():
     assert out.shape == (2, 9, 2, 4)
 
 
-def test_route_properties_trace_under_compile():
-    """The Triton schedule reads Routes.tokens_unique / covers inside the traced forward (CUDA): they must trace
-    (reading a table's storage address does not) and keep the value an eager call found."""
-    from vssm.kernels.routes import Routes
+def test_schedule_facts_trace_under_compile():
+    """The Triton schedule reads whether routes repeat tokens inside the traced forward (CUDA): from tables a
+    strategy builds in the trace, the compiled answer equals the eager one (a method call on those constant
+    tables failed under torch 2.11's dynamo; reading the tables is impossible there)."""
+    from vssm.kernels.routes import schedule_facts
+    from vssm.scans import get_scan
 
     torch._dynamo.reset()
-    routes = Routes(index=torch.arange(6, dtype=torch.int32).reshape(1, 6))
-    assert routes.tokens_unique() and routes.covers(6)  # kept from an eager call
+    scan = get_scan("zigzag")
 
     def fn(x):
-        return x * 2 if routes.tokens_unique() and routes.covers(6) else x
+        unique, cover = schedule_facts(scan.routes(3, 5), 15)
+        return x * 2 if unique and cover else x
 
     x = torch.randn(3)
+    assert schedule_facts(get_scan("zigzag").routes(3, 5), 15) == (True, True)
     torch.testing.assert_close(torch.compile(fn, fullgraph=True, backend="eager")(x), x * 2)

@@ -33,5 +33,5 @@ def test_built_routes_carry_the_schedule_properties():
     from vssm.scans import get_scan
 
     routes = get_scan("cross").routes(3, 4)
-    assert routes.__dict__["_tokens_unique"][1] is True
-    assert routes.__dict__["_min_visits"][1] == 12
+    assert routes.known_unique is True and routes.known_min_visits == 12
+    assert get_scan("cross").routes(3, 4, middle_token=True).known_min_visits == 13

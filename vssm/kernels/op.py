@@ -17,7 +17,7 @@ from .checks import ScanSizes, check_inputs, route_groups
 from .config import KernelConfig, KernelPlan, current_config
 from .contract import ScanProblem, compute_dtype
 from .reference import selective_scan_reference
-from .routes import RoutesLike, as_routes
+from .routes import RoutesLike, as_routes, schedule_facts
 
 Tensor = torch.Tensor
 _EMPTY_SHAPE = (0,)
@@ -263,8 +263,7 @@ def selective_scan(
             routes=routes, delta_softplus=delta_softplus, merge=merge,
             out_dtype=out_dtype, return_hidden=return_hidden,
         )
-    routes_unique = name == "triton" and routes.tokens_unique()
-    routes_cover = name == "triton" and routes.covers(u.shape[1])
+    routes_unique, routes_cover = schedule_facts(routes, u.shape[1]) if name == "triton" else (False, False)
     plan = BACKENDS[name].plan(current_config(config), sizes, routes_unique, routes_cover)
     out, hidden, _, _ = _scan_op(
         u, delta, A, B, C, D, delta_bias, z, index, param_index, u_group,

@@ -7,6 +7,7 @@ and writes nothing. How the routes' outputs are merged is the strategy's choice,
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
@@ -45,6 +46,11 @@ class Routes:
     direction:   (K, T) or None. Move that arrived at each step (0 start, 1 right, 2 left, 3 up,
                  4 down, -1 padding), for direction-aware B; read by models, not by the kernel.
 
+    known_unique, known_min_visits: facts of the tables for the Triton schedule (no route repeats a token;
+                 the fewest valid steps of a route), filled by :meth:`with_schedule_facts` (strategies do when
+                 they build tables). A compiled forward cannot read the tables, so it reads these; None there
+                 gives the sequential schedule, which suits every table.
+
     Values (token and slot ranges, uniqueness) are checked by the operator on first use and cached
     while the tables are unchanged: an in-place edit bumps a table's version counter and the next
     call checks again. Inference tensors (made under ``torch.inference_mode``) have no version
@@ -55,6 +61,8 @@ class Routes:
     param_index: Optional[torch.Tensor] = None
     u_group: Optional[torch.Tensor] = None
     direction: Optional[torch.Tensor] = None
+    known_unique: Optional[bool] = None
+    known_min_visits: Optional[int] = None
 
     def __post_init__(self) -> None:
         check_table("routes.index", self.index, None, "(K, T)")
@@ -73,6 +81,11 @@ class Routes:
     @property
     def num_steps(self) -> int:
         return self.index.shape[1]
+
+    def with_schedule_facts(self) -> "Routes":
+        """These tables with ``known_unique`` / ``known_min_visits`` read from them (a host sync; eager)."""
+        return dataclasses.replace(self, known_unique=_no_repeats(self.index, self.param_index),
+                                   known_min_visits=self._min_valid_steps())
 
     def tokens_unique(self) -> bool:
         """No route visits a token (or reads a parameter row) twice: chunks of one route then write disjoint
@@ -117,10 +130,25 @@ class Routes:
         )
 
 
+def schedule_facts(routes: Routes, length: int) -> Tuple[bool, bool]:
+    """(routes.tokens_unique(), routes.covers(length)); while torch.compile traces, from the ``known_*`` fields
+    ((False, False) where unset): a traced forward can neither read the tables nor call a method of a constant
+    Routes (torch 2.11: no guard source), only read its fields."""
+    if torch.compiler.is_compiling():
+        if routes.known_unique is None or routes.known_min_visits is None:
+            return False, False
+        return routes.known_unique, routes.known_unique and routes.known_min_visits == length
+    return routes.tokens_unique(), routes.covers(length)
+
+
 def _tokens_unique(index: torch.Tensor, param_index: Optional[torch.Tensor]) -> bool:
     """See Routes.tokens_unique; while torch.compile traces, False (the sequential schedule suits every table)."""
     if torch.compiler.is_compiling():
         return False
+    return _no_repeats(index, param_index)
+
+
+def _no_repeats(index: torch.Tensor, param_index: Optional[torch.Tensor]) -> bool:
     for table in (index, param_index):
         if table is None:
             continue

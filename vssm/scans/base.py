@@ -99,8 +99,7 @@ class ScanStrategy(ABC):
             built = self.build_routes(H, W)
             if middle_token:
                 built = with_middle_token(built, H * W)
-            cached = _to_device(built, device)
-            cached.covers(H * W + middle_token)  # kept on the tables: a compiled forward reads the schedule from them
+            cached = _to_device(built, device).with_schedule_facts()  # what a compiled forward reads
             self._cache[key] = cached
         return cached
 
