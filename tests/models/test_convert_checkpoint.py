@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 
 import vssm  # noqa: F401
-from vssm.models._loading import load_checkpoint_file
+from vssm.models._loading import CheckpointRefusedError, load_checkpoint_file
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "parity"
@@ -39,14 +39,15 @@ class _Evil:
         return exec, (f"open({str(self.marker)!r}, 'w').close()",)
 
 
-def _official_file(fixture: str, tmp_path: pathlib.Path) -> pathlib.Path:
+def _official_file(fixture: str, tmp_path: pathlib.Path, evil: bool = False) -> pathlib.Path:
     checkpoint = load_checkpoint_file(str(FIXTURES / fixture / "checkpoint.pth"))
     if FAMILY[fixture] == "vim":
         checkpoint["args"] = argparse.Namespace(model="vim_tiny_patch16_224_bimambav2", input_size=64)
     elif FAMILY[fixture] == "vmamba":
         checkpoint["config"] = argparse.Namespace(MODEL="vssm")
-    checkpoint["payload"] = _Evil(tmp_path / "marker")
-    path = tmp_path / f"{fixture}.pth"
+    if evil:
+        checkpoint["payload"] = _Evil(tmp_path / "marker")
+    path = tmp_path / f"{fixture}{'_evil' if evil else ''}.pth"
     torch.save(checkpoint, path)
     return path
 
@@ -67,7 +68,6 @@ def test_converted_file_reproduces_the_official_logits(fixture, tmp_path, capsys
     official = _official_file(fixture, tmp_path)
     out = tmp_path / "converted.safetensors"
     assert convert_checkpoint.main([str(official), str(out)]) == 0
-    assert not (tmp_path / "marker").exists()  # the pickled payload was never run
     assert "converted.safetensors" in capsys.readouterr().out
     with safe_open(str(out), "pt") as f:
         assert f.metadata()["vssm_family"] == FAMILY[fixture]
@@ -75,6 +75,15 @@ def test_converted_file_reproduces_the_official_logits(fixture, tmp_path, capsys
     config = json.loads((FIXTURES / fixture / "config.json").read_text())
     assert keys == set(timm.create_model(config["model"], **config["model_kwargs"]).state_dict())  # vssm layout
     assert _logits_error(fixture, out) < 1e-4
+
+
+@pytest.mark.parametrize("fixture", sorted(FAMILY))
+def test_a_file_naming_exec_is_refused_and_runs_nothing(fixture, tmp_path):
+    evil = _official_file(fixture, tmp_path, evil=True)
+    with pytest.raises(CheckpointRefusedError, match="builtins.exec"):
+        convert_checkpoint.main([str(evil), str(tmp_path / "out.safetensors")])
+    assert not (tmp_path / "marker").exists()
+    assert not (tmp_path / "out.safetensors").exists()
 
 
 def test_command_line_with_model(tmp_path):

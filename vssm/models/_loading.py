@@ -4,7 +4,9 @@ Official VMamba and Vim files pickle a config object (yacs CfgNode, argparse Nam
 weights, so a plain ``torch.load(weights_only=True)`` refuses them. :func:`load_checkpoint_file` keeps
 ``weights_only=True`` and maps every non-allow-listed global to an inert stand-in that becomes an
 ``OrderedDict``: tensors load, a pickled object keeps only its plain fields (:func:`pickled_fields`),
-no foreign code runs. ``.safetensors`` files load through safetensors.
+no foreign code runs. A file that names a function of the interpreter, the OS or torch beyond torch's own
+allow-list (``builtins.exec``, ``builtins.getattr``, ``os.system``, ...: never a config class) is refused with
+:class:`CheckpointRefusedError` naming it. ``.safetensors`` files load through safetensors.
 """
 from __future__ import annotations
 
@@ -33,6 +35,19 @@ class _Inert:
 
 class CheckpointFormatError(ValueError):
     """A checkpoint file that none of the supported formats can read."""
+
+
+class CheckpointRefusedError(CheckpointFormatError):
+    """A checkpoint file that names globals no weights file needs (nothing of it was run)."""
+
+
+# Modules whose globals a pickled config object never needs; a file naming one is a crafted file.
+_REFUSED_MODULES = ("builtins", "os", "posix", "nt", "subprocess", "sys", "shutil", "importlib", "pickle",
+                    "marshal", "runpy", "code", "types", "operator", "functools", "ctypes", "torch")
+
+
+def _refused(names: Sequence[str]) -> list:
+    return [name for name in names if name.split(".")[0] in _REFUSED_MODULES]
 
 
 def _is_safetensors(path: str) -> bool:
@@ -66,9 +81,16 @@ def load_checkpoint_file(path: str) -> Any:
         try:
             if is_zip:
                 foreign = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+                refused = _refused(foreign)
+                if refused:
+                    raise CheckpointRefusedError(
+                        f"checkpoint {path}: refused (nothing in it was run): it names {', '.join(sorted(refused))}, "
+                        "which no weights file needs; load only files from a source you trust")
                 with torch.serialization.safe_globals([(_Inert, name) for name in foreign]):
                     return torch.load(path, map_location="cpu", weights_only=True)
             return torch.load(path, map_location="cpu", weights_only=True)  # legacy format: allow-list only
+        except CheckpointRefusedError:
+            raise
         except Exception as e:  # noqa: BLE001 - reported with the path below
             errors.append(f"PyTorch ({'zip' if is_zip else 'legacy pickle'}): {type(e).__name__}: {str(e)[:300]}")
         errors.append("safetensors: no safetensors header")
