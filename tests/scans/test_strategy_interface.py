@@ -29,9 +29,12 @@ def test_prepare_returns_tokens_and_routes_the_mixer_projects():
 
 
 def test_built_routes_carry_the_schedule_properties():
-    """A compiled forward cannot sort the tables: the Triton schedule reads tokens_unique / covers kept at building."""
+    """A compiled forward cannot read the tables: the Triton schedule reads the facts kept when they were built."""
     from vssm.scans import get_scan
 
-    routes = get_scan("cross").routes(3, 4)
+    routes = get_scan("cross").routes(3, 4, device="meta")  # any non-CPU device (the facts come from the CPU build)
     assert routes.known_unique is True and routes.known_min_visits == 12
-    assert get_scan("cross").routes(3, 4, middle_token=True).known_min_visits == 13
+    assert get_scan("cross").routes(3, 4, device="meta", middle_token=True).known_min_visits == 13
+    assert get_scan("atrous_window").routes(4, 4, device="meta").known_unique is True
+    assert get_scan("multiscale").routes(4, 4, device="meta").known_unique is False  # its chained routes repeat
+    assert get_scan("cross").routes(3, 4).known_unique is None  # CPU tables run the torch backend: not needed

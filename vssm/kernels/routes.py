@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 
 MERGES = ("sum", "mean", "none")
@@ -149,11 +150,23 @@ def _tokens_unique(index: torch.Tensor, param_index: Optional[torch.Tensor]) -> 
 
 
 def _no_repeats(index: torch.Tensor, param_index: Optional[torch.Tensor]) -> bool:
+    """No row of either table holds a token twice (padding -1 aside). CPU tables are checked in numpy without
+    sorting (distinct tokens per row counted in a boolean grid): one thread, several times faster than torch's
+    threaded sort of these int rows on a busy machine."""
     for table in (index, param_index):
         if table is None:
             continue
-        ordered = table.sort(dim=1).values
-        if bool(((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any()):
+        if table.device.type == "cpu":
+            rows = table.numpy()
+            valid = rows >= 0
+            which, tokens = np.nonzero(valid)[0], rows[valid]
+            seen = np.zeros((rows.shape[0], int(tokens.max()) + 1 if tokens.size else 1), dtype=bool)
+            seen[which, tokens] = True
+            repeats = bool((seen.sum(1) != valid.sum(1)).any())
+        else:
+            ordered = table.sort(dim=1).values
+            repeats = bool(((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any())
+        if repeats:
             return False
     return True
 

@@ -14,6 +14,7 @@ model compiles with ``fullgraph=True``.
 """
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
@@ -99,7 +100,9 @@ class ScanStrategy(ABC):
             built = self.build_routes(H, W)
             if middle_token:
                 built = with_middle_token(built, H * W)
-            cached = _to_device(built, device).with_schedule_facts()  # what a compiled forward reads
+            if device.type != "cpu":  # what a compiled Triton forward reads (read from the CPU tables)
+                built = built.with_schedule_facts()
+            cached = _to_device(built, device)
             self._cache[key] = cached
         return cached
 
@@ -165,8 +168,8 @@ class ScanStrategy(ABC):
 
 def _to_device(routes: Routes, device: torch.device) -> Routes:
     move = lambda t: None if t is None else t.to(device)  # noqa: E731
-    return Routes(
-        index=move(routes.index), param_index=move(routes.param_index), u_group=move(routes.u_group),
+    return dataclasses.replace(
+        routes, index=move(routes.index), param_index=move(routes.param_index), u_group=move(routes.u_group),
         direction=move(routes.direction),
     )
 
