@@ -4,6 +4,7 @@ import triton
 import triton.language as tl
 
 from .triton_offsets import _state_offset
+from .triton_rows import _lanes
 
 
 @triton.jit
@@ -13,12 +14,9 @@ def _chunk_carry_kernel(
 ):
     """Program (b, channel block, k): start state of every chunk, in order: s_0 = 0, s_{c+1} = P_c s_c + h_c."""
     b = tl.program_id(0).to(tl.int64)
-    pid_d = tl.program_id(1)
     k = tl.program_id(2).to(tl.int64)
     K = tl.num_programs(2)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n = tl.arange(0, BLOCK_N)
-    dn_mask = (d < dim)[:, None] & (n < N)[None, :]
+    d, n, _, _, dn_mask = _lanes(tl.program_id(1), dim, N, BLOCK_D, BLOCK_N)
     h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     for c in range(n_chunks):
         off = _state_offset(b, k, c, K, n_chunks, dim, d, n, N)
@@ -32,12 +30,9 @@ def _chunk_grad_carry_kernel(
 ):
     """Program (b, channel block, k): gradient carried into each chunk from the later ones, last to first."""
     b = tl.program_id(0).to(tl.int64)
-    pid_d = tl.program_id(1)
     k = tl.program_id(2).to(tl.int64)
     K = tl.num_programs(2)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n = tl.arange(0, BLOCK_N)
-    dn_mask = (d < dim)[:, None] & (n < N)[None, :]
+    d, n, _, _, dn_mask = _lanes(tl.program_id(1), dim, N, BLOCK_D, BLOCK_N)
     carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     for i in range(n_chunks):
         off = _state_offset(b, k, n_chunks - 1 - i, K, n_chunks, dim, d, n, N)

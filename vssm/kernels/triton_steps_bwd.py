@@ -7,7 +7,7 @@ import triton
 import triton.language as tl
 
 from .triton_offsets import _channel_block_base, _program_row, _state_offset
-from .triton_rows import _load_index, _load_rows, _softplus, _store_partials
+from .triton_rows import _lanes, _load_index, _load_rows, _route_params, _softplus, _store_partials
 
 
 @triton.jit
@@ -38,15 +38,8 @@ def _scan_bwd_kernel(
     n_db = tl.num_programs(1)
     K = tl.num_programs(2) // n_spans
     B_size = tl.num_programs(0)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n = tl.arange(0, BLOCK_N)
-    dmask = d < dim
-    nmask = n < N
-    dn_mask = dmask[:, None] & nmask[None, :]
-    A = tl.load(A_ptr + (k * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0)
-    A2 = A * 1.4426950408889634
-    Dk = tl.load(D_ptr + k * dim + d, mask=dmask & HAS_D, other=0.0)
-    bias = tl.load(bias_ptr + k * dim + d, mask=dmask & HAS_BIAS, other=0.0)
+    d, n, dmask, nmask, dn_mask = _lanes(pid_d, dim, N, BLOCK_D, BLOCK_N)
+    A, A2, Dk, bias = _route_params(A_ptr, D_ptr, bias_ptr, k, d, n, dmask, dn_mask, dim, N, HAS_D, HAS_BIAS)
     g_slot = tl.load(group_ptr + k).to(tl.int64)
     scratch = scratch_ptr + _program_row(b, pid_d, pid2, n_db, tl.num_programs(2)) * (CK + 1) * BLOCK_D * BLOCK_N
     tile = tl.arange(0, BLOCK_D)[:, None] * BLOCK_N + n[None, :]
@@ -163,15 +156,10 @@ def _chunk_grad_state_kernel(
     before it, exp(dt_start A) g_start with g_t = dy_t C_t + exp(dt_{t+1} A) g_{t+1} from a zero carry, and the
     product of the chunk's decays (so carry_{c-1} = local_c + decay_c * carry_c)."""
     b = tl.program_id(0).to(tl.int64)
-    pid_d = tl.program_id(1)
     k = (tl.program_id(2) // n_chunks).to(tl.int64)
     c = tl.program_id(2) % n_chunks
     K = tl.num_programs(2) // n_chunks
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n = tl.arange(0, BLOCK_N)
-    dmask = d < dim
-    nmask = n < N
-    dn_mask = dmask[:, None] & nmask[None, :]
+    d, n, dmask, nmask, dn_mask = _lanes(tl.program_id(1), dim, N, BLOCK_D, BLOCK_N)
     A2 = tl.load(A_ptr + (k * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0) * 1.4426950408889634
     bias = tl.load(bias_ptr + k * dim + d, mask=dmask & HAS_BIAS, other=0.0)
     t0 = c * CK

@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 
 from .triton_offsets import _state_offset
-from .triton_rows import _load_index, _load_rows
+from .triton_rows import _lanes, _load_index, _load_rows, _route_params
 
 
 @triton.jit
@@ -31,19 +31,12 @@ def _scan_fwd_kernel(
     state at every CK-th step is saved. ACCUMULATE: add into the (zeroed) outputs, for routes that visit a
     token more than once or not at all; else every output row is written exactly once (no read)."""
     b = tl.program_id(0).to(tl.int64)
-    pid_d = tl.program_id(1)
     n_spans = tl.cdiv(T, span)
     k = (tl.program_id(2) // n_spans).to(tl.int64)
     c = tl.program_id(2) % n_spans
     K = tl.num_programs(2) // n_spans
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n = tl.arange(0, BLOCK_N)
-    dmask = d < dim
-    nmask = n < N
-    dn_mask = dmask[:, None] & nmask[None, :]
-    A2 = tl.load(A_ptr + (k * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0) * 1.4426950408889634
-    Dk = tl.load(D_ptr + k * dim + d, mask=dmask & HAS_D, other=0.0)
-    bias = tl.load(bias_ptr + k * dim + d, mask=dmask & HAS_BIAS, other=0.0)
+    d, n, dmask, nmask, dn_mask = _lanes(tl.program_id(1), dim, N, BLOCK_D, BLOCK_N)
+    _, A2, Dk, bias = _route_params(A_ptr, D_ptr, bias_ptr, k, d, n, dmask, dn_mask, dim, N, HAS_D, HAS_BIAS)
     g = tl.load(group_ptr + k).to(tl.int64)
     t0 = c * span
     t_end = tl.minimum(t0 + span, T)
@@ -97,15 +90,10 @@ def _chunk_state_kernel(
     """Program (b, channel block, k * n_chunks + c): the chunk's state from a zero start, and the product of
     its decays, so that state_end = decay * state_start + local."""
     b = tl.program_id(0).to(tl.int64)
-    pid_d = tl.program_id(1)
     k = (tl.program_id(2) // n_chunks).to(tl.int64)
     c = tl.program_id(2) % n_chunks
     K = tl.num_programs(2) // n_chunks
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n = tl.arange(0, BLOCK_N)
-    dmask = d < dim
-    nmask = n < N
-    dn_mask = dmask[:, None] & nmask[None, :]
+    d, n, dmask, nmask, dn_mask = _lanes(tl.program_id(1), dim, N, BLOCK_D, BLOCK_N)
     A2 = tl.load(A_ptr + (k * dim + d[:, None]) * N + n[None, :], mask=dn_mask, other=0.0) * 1.4426950408889634
     bias = tl.load(bias_ptr + k * dim + d, mask=dmask & HAS_BIAS, other=0.0)
     g = tl.load(group_ptr + k).to(tl.int64)
