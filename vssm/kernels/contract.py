@@ -47,9 +47,14 @@ class ScanProblem:
 
     @property
     def sizes(self) -> ScanSizes:
-        batch, length, u_slots, dim = self.u.shape
-        K, T = self.index.shape
-        return ScanSizes(batch, length, K, u_slots, dim, self.A.shape[2], T)
+        return scan_sizes(self.u, self.A, self.index)
+
+
+def scan_sizes(u: torch.Tensor, A: torch.Tensor, index: torch.Tensor) -> ScanSizes:
+    """Sizes of a call from u (batch, L, Ku, dim), A (K, dim, N) and the route table (K, T)."""
+    batch, length, u_slots, dim = u.shape
+    K, steps = index.shape
+    return ScanSizes(batch, length, K, u_slots, dim, A.shape[2], steps)
 
 
 @dataclass

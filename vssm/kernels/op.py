@@ -15,7 +15,7 @@ import torch
 from . import torch_scan
 from .checks import ScanSizes, check_inputs, route_groups
 from .config import KernelConfig, KernelPlan, current_config
-from .contract import ScanProblem, compute_dtype
+from .contract import ScanProblem, compute_dtype, scan_sizes
 from .reference import selective_scan_reference
 from .routes import RoutesLike, as_routes, schedule_facts
 
@@ -93,12 +93,6 @@ class _RoutesView(NamedTuple):
     u_group: Optional[Tensor]
 
 
-def _sizes(u, A, index) -> ScanSizes:
-    batch, length, u_slots, dim = u.shape
-    K, steps = index.shape
-    return ScanSizes(batch, length, K, u_slots, dim, A.shape[2], steps)
-
-
 def _empty(u: Tensor) -> Tensor:
     return u.new_empty(_EMPTY_SHAPE, dtype=compute_dtype(u.dtype))
 
@@ -131,7 +125,7 @@ def _scan_op(
 def _scan_op_fake(u, delta, A, B, C, D, delta_bias, z, index, param_index, u_group,
                   delta_softplus, merge, out_dtype, return_hidden, backend, routes_unique, routes_cover, chunk,
                   *_plan):
-    sizes = _sizes(u, A, index)
+    sizes = scan_sizes(u, A, index)
     b, L, K, d, N = sizes.batch, sizes.length, sizes.routes, sizes.dim, sizes.d_state
     out_shape = (b, L, K, d) if merge == "none" else (b, L, d)
     dtype = compute_dtype(u.dtype)
