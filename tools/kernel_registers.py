@@ -32,7 +32,8 @@ from triton.runtime.jit import JITFunction  # noqa: E402
 
 from vssm.kernels import KernelConfig, Routes, kernel_config, triton_epilogue, triton_layer_norm, triton_scan  # noqa: E402
 from vssm.kernels.config import current_config  # noqa: E402
-from vssm.kernels.op import _problem, _sizes  # noqa: E402
+from vssm.kernels.contract import scan_sizes  # noqa: E402
+from vssm.kernels.op import _problem  # noqa: E402
 
 # The modules whose kernels the launchers call, by the names the launchers see.
 LAUNCHING = (triton_scan, triton_epilogue, triton_layer_norm)
@@ -141,7 +142,7 @@ def scan_once(index: torch.Tensor, dim: int, N: int, with_z: bool, hidden: bool,
     routes = Routes(index=index)
     unique, cover = routes.tokens_unique(), routes.covers(L)
     prob = _problem(u, delta, A, B, C, D, bias, routes.index, None, None, True, unique, cover)
-    plan = triton_scan.plan(current_config(config), _sizes(u, A, routes.index), unique, cover)
+    plan = triton_scan.plan(current_config(config), scan_sizes(u, A, routes.index), unique, cover)
     merge = "mean" if with_z else "sum"
     out, hid, ckpt, y_pre = triton_scan.forward(prob, z, merge, torch.bfloat16, hidden, plan)
     triton_scan.backward(prob, z, merge, ckpt, y_pre, torch.ones_like(out), torch.ones_like(hid) if hidden else None,
