@@ -91,7 +91,7 @@ class Routes:
     def tokens_unique(self) -> bool:
         """No route visits a token (or reads a parameter row) twice: chunks of one route then write disjoint
         rows and may run in parallel."""
-        return self._once("_tokens_unique", lambda: _tokens_unique(self.index, self.param_index))
+        return self._once("_tokens_unique", lambda: _no_repeats(self.index, self.param_index))
 
     def covers(self, length: int) -> bool:
         """Every route visits each of the ``length`` tokens (and parameter rows) exactly once: per-route outputs
@@ -110,9 +110,9 @@ class Routes:
 
     def _once(self, key: str, compute: Callable[[], Any]) -> Any:
         """A value read from the tables (a host sync), kept until a table changes: per-call checks and schedule
-        choices then cost no sync (and a forward can be captured in a CUDA graph). Not stored while
-        torch.compile traces: then a kept value is used as is (the traced tables are constants of the graph,
-        which cannot read their storage address) and a missing one is computed."""
+        choices then cost no sync (and a forward can be captured in a CUDA graph). While torch.compile traces
+        a kept value is used as is (a traced table has no storage address to compare); traced code reads the
+        schedule through :func:`schedule_facts` instead."""
         known = self.__dict__.get(key)
         if torch.compiler.is_compiling():
             return known[1] if known is not None else compute()
@@ -140,13 +140,6 @@ def schedule_facts(routes: Routes, length: int) -> Tuple[bool, bool]:
             return False, False
         return routes.known_unique, routes.known_unique and routes.known_min_visits == length
     return routes.tokens_unique(), routes.covers(length)
-
-
-def _tokens_unique(index: torch.Tensor, param_index: Optional[torch.Tensor]) -> bool:
-    """See Routes.tokens_unique; while torch.compile traces, False (the sequential schedule suits every table)."""
-    if torch.compiler.is_compiling():
-        return False
-    return _no_repeats(index, param_index)
 
 
 def _no_repeats(index: torch.Tensor, param_index: Optional[torch.Tensor]) -> bool:
