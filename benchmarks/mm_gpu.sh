@@ -28,7 +28,7 @@ build() {
   python3 -c "import mmcv.ops" 2>/dev/null && { say "mmcv ops already there"; return; }
   rm -rf /tmp/mmcv-2.1.0 && tar xzf .whl/mmcv-2.1.0.tar.gz -C /tmp
   local t0=$(date +%s)
-  (cd /tmp/mmcv-2.1.0 && MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=32 \
+  (cd /tmp/mmcv-2.1.0 && MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=${MAX_JOBS:-32} \
      python3 setup.py build_ext --inplace > /tmp/mmcv_build.log 2>&1)
   local rc=$?
   say "mmcv CUDA build rc=$rc in $(( $(date +%s) - t0 )) s"

@@ -16,6 +16,8 @@ from .scan_inputs import random_problem
     (dict(chunk=True), "KernelConfig.chunk: got True"),
     (dict(torch_chunk_elements=2.5), "KernelConfig.torch_chunk_elements: got 2.5"),
     (dict(tile_forward=1), "KernelConfig.tile_forward: got 1, expected True, False or None"),
+    (dict(block_d=12), "KernelConfig.block_d: got 12, expected a power of two"),
+    (dict(warps=0), "KernelConfig.warps: got 0, expected a power of two"),
 ])
 def test_bad_fields_are_named(fields, message):
     with pytest.raises(ValueError, match=message):

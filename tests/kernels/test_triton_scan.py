@@ -79,6 +79,22 @@ def test_chunk_parallel_and_sequential_paths(repeat):
         assert_close(g, r, torch.float32)
 
 
+@pytest.mark.parametrize("block_d, warps", [(2, 1), (4, 2), (8, 8)])
+@pytest.mark.parametrize("repeat", [False, True], ids=["chunk-parallel", "repeated-tokens"])
+def test_channel_blocks_and_warps_of_the_per_step_kernels(block_d, warps, repeat):
+    """KernelConfig.block_d / warps reach both per-step passes (several channel blocks: their dB / dC partials
+    summed) and keep the reference's answer."""
+    p = random_problem(batch=2, L=13, K=2, dim=7, N=3, device=DEVICE, repeat=repeat, with_z=True)
+    config = KernelConfig(chunk=4, tile_forward=False, block_d=block_d, warps=warps)
+    plan = triton_scan.plan(config, sizes_of(p), not repeat, not repeat)
+    assert (plan.fwd_block_d, plan.fwd_warps, plan.bwd_block_d, plan.bwd_warps) == (block_d, warps, block_d, warps)
+    out, grads, weights = grads_of(p, "sum", "triton", config=config)
+    ref_out, ref_grads, _ = grads_of(as_float64(p), "sum", "reference", weights)
+    assert_close(out, ref_out, torch.float32)
+    for g, r in zip(grads, ref_grads):
+        assert_close(g, r, torch.float32)
+
+
 def sizes_of(p) -> ScanSizes:
     routes = as_routes(p.routes)
     b, L, u_slots, d = p.u.shape

@@ -44,3 +44,23 @@ def test_fresh_mixer_compiles_fullgraph_with_every_scan(scan):
     compiled = torch.compile(mixer, fullgraph=True, backend="eager")
     x = torch.randn(2, 3 * 4 + 1, 8)
     torch.testing.assert_close(compiled(x, (3, 4)), mixer(x, (3, 4)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_fresh_model_compiles_with_inductor_on_cuda(name):
+    """What users run on a GPU: inductor (Triton scan kernels inside the graph), forward and backward, fullgraph,
+    outputs and gradients equal to eager, no recompile past the first change of batch size."""
+    model = timm.create_model(name, num_classes=5, img_size=32, **FAMILIES[name]).cuda()
+    compiled = torch.compile(model, fullgraph=True, dynamic=None)
+    graphs = []
+    for batch in (2, 3, 4):
+        x = torch.randn(batch, 3, 32, 32, device="cuda", requires_grad=True)
+        out = compiled(x)
+        (grad,) = torch.autograd.grad(out.square().sum(), x)  # through every scan's backward
+        ref = model(x)
+        (ref_grad,) = torch.autograd.grad(ref.square().sum(), x)
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-4)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[1] == graphs[2], f"graphs compiled after each batch size: {graphs}"

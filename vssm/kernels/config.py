@@ -46,6 +46,8 @@ class KernelConfig:
     chunk_parallel: Optional[bool] = None  # triton: one program per chunk (carry passes), else per whole route
     tile_forward: Optional[bool] = None  # triton: tile-parallel forward (routes without repeated tokens)
     partials_bf16: Optional[bool] = None  # triton: bf16 per-route outputs where sound (see module docstring)
+    block_d: Optional[int] = None  # triton per-step kernels: channels a program holds (a power of two)
+    warps: Optional[int] = None  # triton per-step kernels: warps a program runs on (a power of two)
     torch_chunk_elements: Optional[int] = None  # torch: elements of one work tensor, picks its chunk
 
     def __post_init__(self) -> None:
@@ -53,6 +55,10 @@ class KernelConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"KernelConfig.{name}: got {value!r}, expected a positive int or None")
+        for name in ("block_d", "warps"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not is_power_of_two(value)):
+                raise ValueError(f"KernelConfig.{name}: got {value!r}, expected a power of two or None")
         for name in ("chunk_parallel", "tile_forward", "partials_bf16"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
@@ -73,6 +79,10 @@ class KernelPlan:
     fwd_chunked: bool
     bwd_chunked: bool
     partials_bf16: bool
+    fwd_block_d: int  # channels a forward program holds (per-step or tile kernels)
+    fwd_warps: int
+    bwd_block_d: int  # channels a backward program holds (per-step kernels)
+    bwd_warps: int
 
     def as_args(self) -> tuple:
         return tuple(getattr(self, f.name) for f in dataclasses.fields(self))

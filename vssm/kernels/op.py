@@ -98,7 +98,8 @@ def _empty(u: Tensor) -> Tensor:
 
 
 # The call's KernelPlan as op arguments (plain ints and bools, so torch.compile sees constants).
-_PLAN_ARGS = ("chunk", "fwd_tiles", "fwd_chunked", "bwd_chunked", "partials_bf16")
+_PLAN_ARGS = ("chunk", "fwd_tiles", "fwd_chunked", "bwd_chunked", "partials_bf16", "fwd_block_d", "fwd_warps",
+              "bwd_block_d", "bwd_warps")
 
 
 @torch.library.custom_op("vssm::selective_scan", mutates_args=())
@@ -108,10 +109,12 @@ def _scan_op(
     index: Tensor, param_index: Optional[Tensor], u_group: Optional[Tensor],
     delta_softplus: bool, merge: str, out_dtype: torch.dtype, return_hidden: bool, backend: str, routes_unique: bool,
     routes_cover: bool, chunk: int, fwd_tiles: bool, fwd_chunked: bool, bwd_chunked: bool, partials_bf16: bool,
+    fwd_block_d: int, fwd_warps: int, bwd_block_d: int, bwd_warps: int,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     prob = _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus, routes_unique,
                     routes_cover)
-    plan = KernelPlan(chunk, fwd_tiles, fwd_chunked, bwd_chunked, partials_bf16)
+    plan = KernelPlan(chunk, fwd_tiles, fwd_chunked, bwd_chunked, partials_bf16, fwd_block_d, fwd_warps, bwd_block_d,
+                      bwd_warps)
     out, hidden, state, extra = BACKENDS[backend].forward(prob, z, merge, out_dtype, return_hidden, plan)
     return (
         out,
@@ -147,10 +150,12 @@ def _scan_backward_op(
     state: Tensor, extra: Tensor,
     delta_softplus: bool, merge: str, backend: str, routes_unique: bool, routes_cover: bool,
     chunk: int, fwd_tiles: bool, fwd_chunked: bool, bwd_chunked: bool, partials_bf16: bool,
+    fwd_block_d: int, fwd_warps: int, bwd_block_d: int, bwd_warps: int,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     prob = _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus, routes_unique,
                     routes_cover)
-    plan = KernelPlan(chunk, fwd_tiles, fwd_chunked, bwd_chunked, partials_bf16)
+    plan = KernelPlan(chunk, fwd_tiles, fwd_chunked, bwd_chunked, partials_bf16, fwd_block_d, fwd_warps, bwd_block_d,
+                      bwd_warps)
     grads, dz = BACKENDS[backend].backward(
         prob, z, merge, state, extra if z is not None else None, dout, dhidden, plan
     )

@@ -40,14 +40,14 @@ from .triton_steps_fwd import _chunk_state_kernel, _scan_fwd_kernel
 from .triton_tiles import TILE_WARPS, tile_blocks
 from .triton_tiles_fwd import _chunk_state_tile_kernel, _scan_fwd_tile_kernel
 
-def step_blocks(dim: int, N: int) -> Tuple[int, int]:
-    """(BLOCK_D, BLOCK_N) of the per-step kernels: all of N, up to 512 state elements a program."""
+STEP_WARPS = 4  # warps of a per-step program unless the config says otherwise
+
+
+def step_blocks(dim: int, N: int, block_d: Optional[int] = None) -> Tuple[int, int]:
+    """(BLOCK_D, BLOCK_N) of the per-step kernels: all of N, and ``block_d`` channels or up to 512 state
+    elements a program."""
     block_n = triton.next_power_of_2(N)
-    return min(triton.next_power_of_2(dim), max(16, 512 // block_n)), block_n
-
-
-def blocks(dim: int, N: int, chunk: int, tiles: bool) -> Tuple[int, int]:
-    return tile_blocks(dim, N, chunk) if tiles else step_blocks(dim, N)
+    return min(triton.next_power_of_2(dim), block_d or max(16, 512 // block_n)), block_n
 
 
 def n_chunks(steps: int, chunk: int) -> int:
@@ -67,19 +67,23 @@ def plan(config: KernelConfig, sizes: ScanSizes, routes_unique: bool, routes_cov
     # tiles only pay at N = 1 (H200: (a) 1.34 vs 1.74 ms; at N = 16 up to 5x slower, config docstring)
     tile_ok = routes_unique and is_power_of_two(chunk) and sizes.d_state == 1
     fwd_tiles = config.tile_forward if config.tile_forward is not None else tile_ok
+    step_d = step_blocks(sizes.dim, sizes.d_state, config.block_d)[0]
+    fwd_d, fwd_warps = (tile_blocks(sizes.dim, sizes.d_state, chunk)[0], TILE_WARPS) if fwd_tiles else (
+        step_d, config.warps or STEP_WARPS)
 
-    def chunked(tiles: bool) -> bool:
+    def chunked(block_d: int) -> bool:
         """Below 1024 (batch x channel block x route) programs whole routes do not fill the GPU (H100: 512
         programs of 3136 steps 1.6x faster chunked; 3072 programs of N = 16 1.5x slower chunked, the extra state
         pass costing more exp's)."""
         if config.chunk_parallel is not None:
             return config.chunk_parallel
-        n_db = triton.cdiv(sizes.dim, blocks(sizes.dim, sizes.d_state, chunk, tiles)[0])
+        n_db = triton.cdiv(sizes.dim, block_d)
         return routes_unique and n_chunks(sizes.steps, chunk) > 1 and sizes.batch * n_db * sizes.routes < 1024
 
     partials = config.partials_bf16 if config.partials_bf16 is not None else True
-    return KernelPlan(chunk=chunk, fwd_tiles=fwd_tiles, fwd_chunked=chunked(fwd_tiles), bwd_chunked=chunked(False),
-                      partials_bf16=partials)
+    return KernelPlan(chunk=chunk, fwd_tiles=fwd_tiles, fwd_chunked=chunked(fwd_d), bwd_chunked=chunked(step_d),
+                      partials_bf16=partials, fwd_block_d=fwd_d, fwd_warps=fwd_warps, bwd_block_d=step_d,
+                      bwd_warps=config.warps or STEP_WARPS)
 
 
 def _tables(prob: ScanProblem) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -120,7 +124,7 @@ def forward(
     _check_dtype(prob)
     sz = prob.sizes
     batch, length, K, dim, N, T = sz.batch, sz.length, sz.routes, sz.dim, sz.d_state, sz.steps
-    block_d, block_n = blocks(dim, N, plan.chunk, plan.fwd_tiles)
+    block_d, block_n = plan.fwd_block_d, triton.next_power_of_2(N)
     n_db, chunks = triton.cdiv(dim, block_d), n_chunks(T, plan.chunk)
     new = prob.u.new_empty if prob.routes_cover else prob.u.new_zeros  # every row written once: no zeroing
     y = new(batch, length, K, dim, dtype=partials_dtype(prob, z, merge, plan))
@@ -130,7 +134,7 @@ def forward(
     u, delta, A, B, C, D, bias, index, pindex, group = tensors
     sizes = dict(N=N, BLOCK_D=block_d, BLOCK_N=block_n)
     flags = dict(CK=plan.chunk, HAS_BIAS=prob.delta_bias is not None, SOFTPLUS=prob.delta_softplus, **sizes,
-                 **(dict(num_warps=TILE_WARPS) if plan.fwd_tiles else {}))
+                 num_warps=plan.fwd_warps)
     if plan.fwd_chunked:
         hloc, decay = torch.empty_like(ckpt), torch.empty_like(ckpt)
         state_kernel = _chunk_state_tile_kernel if plan.fwd_tiles else _chunk_state_kernel
@@ -165,7 +169,7 @@ def backward(
     _check_dtype(prob)
     sz = prob.sizes
     batch, length, K, dim, N, T = sz.batch, sz.length, sz.routes, sz.dim, sz.d_state, sz.steps
-    block_d, block_n = step_blocks(dim, N)
+    block_d, block_n = plan.bwd_block_d, triton.next_power_of_2(N)
     n_db, chunks = triton.cdiv(dim, block_d), ckpt.shape[2]
     dy, dz = gate_and_merge_backward(prob, z, merge, y_pre, dout)
     if dy.stride(3) != 1:  # dy may be broadcast over routes (stride 0 on k); channels must be unit-stride
@@ -189,7 +193,7 @@ def backward(
     dhidden_arg = dhidden if dhidden is not None else dy
     sizes = dict(N=N, BLOCK_D=block_d, BLOCK_N=block_n)
     flags = dict(CK=plan.chunk, HAS_BIAS=prob.delta_bias is not None, SOFTPLUS=prob.delta_softplus,
-                 HAS_DHIDDEN=dhidden is not None, **sizes)
+                 HAS_DHIDDEN=dhidden is not None, **sizes, num_warps=plan.bwd_warps)
     route_strides, dy_strides = du_routes.stride()[:3], dy.stride()[:3]
     carry = ckpt
     if plan.bwd_chunked:

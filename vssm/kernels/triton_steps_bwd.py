@@ -1,5 +1,5 @@
 """Per-step Triton backward kernels: per chunk the states are recomputed from the forward's checkpoint into a
-per-program scratch (CHUNK + 1 states), then the reverse recurrence g_t = dy_t C_t + exp(dt_{t+1} A) g_{t+1}
+per-program scratch (CHUNK + 1 states), then the reverse recurrence (each step's states loaded one step ahead) g_t = dy_t C_t + exp(dt_{t+1} A) g_{t+1}
 runs step by step; and the per-chunk state-gradient summaries the chunk-parallel schedule carries.
 Launchers: :mod:`vssm.kernels.triton_scan`.
 """
@@ -88,6 +88,7 @@ def _scan_bwd_kernel(
             HAS_BIAS, SOFTPLUS)
         dy = tl.load(dy_ptr + b * sdy_b + p * sdy_l + k * sdy_k + d, mask=dmask & valid, other=0.0).to(tl.float32)
         h_t = tl.load(scratch + steps * BLOCK_D * BLOCK_N + tile)
+        h_prev = tl.load(scratch + (steps - 1) * BLOCK_D * BLOCK_N + tile)
         p_n, q_n, valid_n = _load_index(index_ptr, pindex_ptr, k, t1 - 2, t0, t1, T)
         for jj in range(steps):
             j = steps - 1 - jj
@@ -98,7 +99,7 @@ def _scan_bwd_kernel(
             dy_n = tl.load(dy_ptr + b * sdy_b + p_n * sdy_l + k * sdy_k + d, mask=dmask & valid_n,
                            other=0.0).to(tl.float32)
             p_nn, q_nn, valid_nn = _load_index(index_ptr, pindex_ptr, k, t0 + j - 2, t0, t1, T)
-            h_prev = tl.load(scratch + j * BLOCK_D * BLOCK_N + tile)
+            h_prev_n = tl.load(scratch + tl.maximum(j - 1, 0) * BLOCK_D * BLOCK_N + tile)  # next step's, ahead
             vmask = dmask & valid
             decay = tl.exp2(dt[:, None] * A2)
             g = g_carry + dy[:, None] * Ct[None, :]
@@ -135,7 +136,7 @@ def _scan_bwd_kernel(
             tl.store(dd_row, ds, mask=vmask)
             tl.store(dB_base + bc_off, dB_t, mask=bc_mask)
             tl.store(dC_base + bc_off, dC_t, mask=bc_mask)
-            p, q, valid, u, s, dt, Bt, Ct, dy, h_t = p_n, q_n, valid_n, u_n, s_n, dt_n, B_n, C_n, dy_n, h_prev
+            p, q, valid, u, s, dt, Bt, Ct, dy, h_t, h_prev = p_n, q_n, valid_n, u_n, s_n, dt_n, B_n, C_n, dy_n, h_prev, h_prev_n
             p_n, q_n, valid_n = p_nn, q_nn, valid_nn
     _store_partials(dA_ptr, dD_ptr, dbias_ptr, _program_row(b, 0, pid2, 1, tl.num_programs(2)) * dim, d, n, dmask, dn_mask, dA_acc,
                     dD_acc, dbias_acc, N, HAS_D, HAS_BIAS)
