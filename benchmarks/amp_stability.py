@@ -130,8 +130,14 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     if args.mm_config:
         steps = args.steps or 100
-        results = [train_mm(args.mm_config, d, steps, os.path.join(args.out, "mm_work"), args.cfg_options)
-                   for d in args.dtypes]
+        results = []
+        for d in args.dtypes:  # a dtype that fails is reported, the other still runs
+            try:
+                results.append(train_mm(args.mm_config, d, steps, os.path.join(args.out, "mm_work"), args.cfg_options))
+            except Exception as err:  # noqa: BLE001
+                error = f"{type(err).__name__}: {err}"[:300]
+                results.append(dict(config=os.path.basename(args.mm_config), dtype=d, error=error))
+            print(json.dumps(results[-1]), flush=True)
         out = os.path.join(args.out, "amp_stability_mm.json")
     else:
         steps = args.steps or 1000

@@ -5,7 +5,8 @@
 
 ``--amp`` autocasts to bfloat16 by default: with float16, Mask R-CNN's gradients overflow and the dynamic loss
 scale skips steps (``benchmarks/amp_stability.py --mm-config`` counts them); ``--amp-dtype float16`` opts in
-(GPUs without bfloat16). Resumed checkpoints are read with ``torch.load(weights_only=True)`` and only the inert
+(GPUs without bfloat16). Under bfloat16, RoIAlign layers run torchvision's roi_align and models with other
+mmcv ops lacking bfloat16 kernels are refused (:mod:`vssm.mm.amp`). Resumed checkpoints are read with ``torch.load(weights_only=True)`` and only the inert
 globals mmengine checkpoints need (:mod:`vssm.mm.checkpoint_io`); ``--trust-checkpoint`` reads a file you trust
 with ``weights_only=False``.
 
@@ -22,6 +23,7 @@ from typing import List, Optional
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from vssm.mm.amp import adapt_to_bfloat16
 from vssm.mm.checkpoint_io import mmengine_checkpoint_globals
 
 AMP_DTYPES = ("bfloat16", "float16")
@@ -69,6 +71,9 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
         if args.amp_dtype or cfg.optim_wrapper.get("dtype") is None:
             cfg.optim_wrapper.dtype = args.amp_dtype or "bfloat16"
+        if cfg.optim_wrapper.dtype == "bfloat16":
+            for path in adapt_to_bfloat16(cfg.model):
+                print(f"--amp bfloat16: {path} uses torchvision's roi_align (mmcv 2.1.0's has no bfloat16 kernel)")
     if args.resume == "auto":
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:

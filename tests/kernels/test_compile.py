@@ -54,3 +54,35 @@ def test_schedule_facts_trace_under_compile():
     x = torch.randn(3)
     assert schedule_facts(get_scan("zigzag").routes(3, 5), 15) == (True, True)  # eager, from the tables
     torch.testing.assert_close(torch.compile(fn, fullgraph=True, backend="eager")(x), x * 2)
+
+
+def test_fake_outputs_match_the_real_ones_for_strided_inputs():
+    """Inputs as the mixers pass them (delta / B / C strided views of one projection, u channels-first): the
+    real forward and backward ops return the shapes, dtypes and strides their fake implementations promise
+    (inductor asserts the strides on CUDA; a fake backward promising empty_like(input) strides failed there)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from vssm.kernels import op
+
+    p = random_problem(K=2, L=9, dim=4, N=2, shared_u=True)
+    b, L, K, d = p.delta.shape
+    N = p.B.shape[-1]
+    proj = torch.randn(b, L, K, d + 2 * N)
+    delta, B, C = proj[..., :d], proj[..., d:d + N], proj[..., d + N:]
+    u = torch.randn(b, d, L, 1).permute(0, 2, 3, 1)  # channels-first storage
+    z = torch.randn(b, d, L, 1).permute(0, 2, 3, 1)
+    tensors = (u, delta, p.A, B, C, p.D, p.delta_bias, z, p.routes.index, None, None)
+    plan = op.BACKENDS["torch"].plan(op.current_config(None), op.scan_sizes(u, p.A, p.routes.index), False, False)
+    fwd_flags = (True, "sum", torch.float32, False, "torch", False, False, *plan.as_args())
+    bwd_flags = (True, "sum", "torch", False, False, *plan.as_args())
+
+    def real_and_fake(fn, *args):
+        real = fn(*args)
+        with FakeTensorMode() as mode:
+            fake = fn(*(mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args))
+        for r, f in zip(real, fake):
+            assert (r.shape, r.stride(), r.dtype) == (f.shape, f.stride(), f.dtype)
+        return real
+
+    out, _, state, extra = real_and_fake(op._scan_op, *tensors, *fwd_flags)
+    real_and_fake(op._scan_backward_op, torch.ones_like(out), None, *tensors, state, extra, *bwd_flags)

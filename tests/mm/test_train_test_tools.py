@@ -94,3 +94,26 @@ def test_tools_take_trust_checkpoint():
     assert train_tool.parse_args([CASES["det"][0], "--trust-checkpoint"]).trust_checkpoint
     assert not train_tool.parse_args([CASES["det"][0]]).trust_checkpoint
     assert test_tool.parse_args([CASES["det"][0], "x.pth", "--trust-checkpoint"]).trust_checkpoint
+
+
+def test_bfloat16_amp_moves_roi_align_to_torchvision_and_refuses_sigmoid_focal_loss():
+    """mmcv 2.1.0's CUDA RoIAlign has no bfloat16 kernel (the H200 Mask R-CNN run stopped there): under --amp
+    bfloat16 every RoIAlign layer uses torchvision's, which gives mmcv's answer; float16 keeps mmcv's; a
+    RetinaNet-style sigmoid focal loss is refused with the way out."""
+    import torch
+    from mmcv.ops import RoIAlign
+
+    from vssm.mm.amp import adapt_to_bfloat16
+
+    cfg = _amp_config("--amp")
+    layers = [cfg.model.roi_head.bbox_roi_extractor.roi_layer, cfg.model.roi_head.mask_roi_extractor.roi_layer]
+    assert all(layer.use_torchvision for layer in layers)
+    assert not _amp_config("--amp", "--amp-dtype", "float16").model.roi_head.bbox_roi_extractor.roi_layer.get(
+        "use_torchvision", False)
+    x = torch.randn(2, 8, 20, 24)
+    rois = torch.tensor([[0, 1.3, 2.2, 15.7, 11.1], [1, 0, 0, 23.9, 19.9], [1, 5.5, 3.3, 6.1, 4.0]])
+    for sampling in (0, 2):
+        mmcv_out = RoIAlign(7, 0.5, sampling, aligned=True)(x, rois)
+        torch.testing.assert_close(RoIAlign(7, 0.5, sampling, aligned=True, use_torchvision=True)(x, rois), mmcv_out)
+    with pytest.raises(ValueError, match=r"model.bbox_head.loss_cls \(FocalLoss\).*--amp-dtype float16"):
+        adapt_to_bfloat16(dict(bbox_head=dict(loss_cls=dict(type="mmdet.FocalLoss", use_sigmoid=True))))

@@ -21,6 +21,10 @@ Heuristic (``plan`` of each backend; measurements in benchmarks/notes_triton.md)
 - ``chunk_parallel``: one program per chunk when routes repeat no token, there is more than one chunk and
   whole routes give fewer than 1024 (batch x channel block x route) programs (H100: 512 programs of 3136 steps
   1.6x faster chunked; 3072 programs of N = 16 1.5x slower chunked). Decided per pass, from its own blocks.
+- ``block_d`` / ``warps`` (per-step kernels): all of N and up to 512 state elements a program (``block_d`` =
+  max(16, 512 / N) channels), on one warp. H200, 2026-12-03, fwd+bwd ms, warps 1 / 2 / 4 (the old default) / 8:
+  (a) 4.37 / 4.58 / 5.60 / -, (c) 27.0 / 57.0 / 59.4 / 97.1, (d) 2.46 / 4.38 / 4.67 / 6.83, Vim-long 3.81 / 5.03 /
+  5.94 / 9.38; at (c) 8 channels on one warp 43.2, 16 channels on two warps 55.9.
 - ``partials_bf16``: per-route outputs of bf16 inputs kept in bf16 when every route visits every token once
   and nothing gates them before the (fp32) merge, as the anchor pipeline rounds them (H200, 2026-12-03: 1.03x
   faster forward at (a), 1.344 vs 1.386 ms; 1.06x at e-zigzag).
@@ -57,7 +61,8 @@ class KernelConfig:
                 raise ValueError(f"KernelConfig.{name}: got {value!r}, expected a positive int or None")
         for name in ("block_d", "warps"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not is_power_of_two(value)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not is_power_of_two(value)):
                 raise ValueError(f"KernelConfig.{name}: got {value!r}, expected a power of two or None")
         for name in ("chunk_parallel", "tile_forward", "partials_bf16"):
             value = getattr(self, name)

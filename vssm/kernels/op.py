@@ -93,6 +93,10 @@ class _RoutesView(NamedTuple):
     u_group: Optional[Tensor]
 
 
+def _dense(t: Tensor, dtype: torch.dtype) -> Tensor:
+    return t.to(dtype).contiguous()
+
+
 def _empty(u: Tensor) -> Tensor:
     return u.new_empty(_EMPTY_SHAPE, dtype=compute_dtype(u.dtype))
 
@@ -116,11 +120,11 @@ def _scan_op(
     plan = KernelPlan(chunk, fwd_tiles, fwd_chunked, bwd_chunked, partials_bf16, fwd_block_d, fwd_warps, bwd_block_d,
                       bwd_warps)
     out, hidden, state, extra = BACKENDS[backend].forward(prob, z, merge, out_dtype, return_hidden, plan)
-    return (
-        out,
-        hidden if hidden is not None else _empty(u),
-        state,
-        extra if extra is not None else _empty(u),
+    return (  # contiguous, as the fake below says
+        out.contiguous(),
+        hidden.contiguous() if hidden is not None else _empty(u),
+        state.contiguous(),
+        extra.contiguous() if extra is not None else _empty(u),
     )
 
 
@@ -159,12 +163,13 @@ def _scan_backward_op(
     grads, dz = BACKENDS[backend].backward(
         prob, z, merge, state, extra if z is not None else None, dout, dhidden, plan
     )
+    # contiguous, as the fake below says (inductor checks the strides on CUDA; the inputs may be strided views)
     return (
-        grads.u.to(u.dtype), grads.delta.to(delta.dtype), grads.A.to(A.dtype),
-        grads.B.to(B.dtype), grads.C.to(C.dtype),
-        grads.D.to(D.dtype) if D is not None else _empty(u),
-        grads.delta_bias.to(delta_bias.dtype) if delta_bias is not None else _empty(u),
-        dz.to(z.dtype) if z is not None else _empty(u),
+        _dense(grads.u, u.dtype), _dense(grads.delta, delta.dtype), _dense(grads.A, A.dtype),
+        _dense(grads.B, B.dtype), _dense(grads.C, C.dtype),
+        _dense(grads.D, D.dtype) if D is not None else _empty(u),
+        _dense(grads.delta_bias, delta_bias.dtype) if delta_bias is not None else _empty(u),
+        _dense(dz, z.dtype) if z is not None else _empty(u),
     )
 
 
@@ -172,12 +177,12 @@ def _scan_backward_op(
 def _scan_backward_op_fake(dout, dhidden, u, delta, A, B, C, D, delta_bias, z, index, param_index,
                            u_group, state, extra, delta_softplus, merge, backend, routes_unique,
                            routes_cover, *_plan):
+    dense = lambda t: t.new_empty(t.shape)  # noqa: E731  (contiguous, whatever the input's strides)
     return (
-        torch.empty_like(u), torch.empty_like(delta), torch.empty_like(A),
-        torch.empty_like(B), torch.empty_like(C),
-        torch.empty_like(D) if D is not None else _empty(u),
-        torch.empty_like(delta_bias) if delta_bias is not None else _empty(u),
-        torch.empty_like(z) if z is not None else _empty(u),
+        dense(u), dense(delta), dense(A), dense(B), dense(C),
+        dense(D) if D is not None else _empty(u),
+        dense(delta_bias) if delta_bias is not None else _empty(u),
+        dense(z) if z is not None else _empty(u),
     )
 
 

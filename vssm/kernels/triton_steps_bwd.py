@@ -1,5 +1,6 @@
 """Per-step Triton backward kernels: per chunk the states are recomputed from the forward's checkpoint into a
-per-program scratch (CHUNK + 1 states), then the reverse recurrence (each step's states loaded one step ahead) g_t = dy_t C_t + exp(dt_{t+1} A) g_{t+1}
+per-program scratch (CHUNK + 1 states), then the reverse recurrence (each step's states loaded one step ahead)
+g_t = dy_t C_t + exp(dt_{t+1} A) g_{t+1}
 runs step by step; and the per-chunk state-gradient summaries the chunk-parallel schedule carries.
 Launchers: :mod:`vssm.kernels.triton_scan`.
 """
@@ -136,7 +137,8 @@ def _scan_bwd_kernel(
             tl.store(dd_row, ds, mask=vmask)
             tl.store(dB_base + bc_off, dB_t, mask=bc_mask)
             tl.store(dC_base + bc_off, dC_t, mask=bc_mask)
-            p, q, valid, u, s, dt, Bt, Ct, dy, h_t, h_prev = p_n, q_n, valid_n, u_n, s_n, dt_n, B_n, C_n, dy_n, h_prev, h_prev_n
+            p, q, valid, u, s, dt, Bt, Ct, dy = p_n, q_n, valid_n, u_n, s_n, dt_n, B_n, C_n, dy_n
+            h_t, h_prev = h_prev, h_prev_n
             p_n, q_n, valid_n = p_nn, q_nn, valid_nn
     _store_partials(dA_ptr, dD_ptr, dbias_ptr, _program_row(b, 0, pid2, 1, tl.num_programs(2)) * dim, d, n, dmask, dn_mask, dA_acc,
                     dD_acc, dbias_acc, N, HAS_D, HAS_BIAS)
