@@ -12,6 +12,7 @@
 #             occupancy and warp stall reasons
 #
 #   OUT=DIR bash benchmarks/gpu_tests.sh [STEP...]      (default: all four, in that order)
+#   MEMCHECK_CASES / MEMCHECK_VARIANTS narrow the memcheck step (default: c vim-long a / default tile_forward=1)
 #
 # Every step has its own time limit and log under $OUT; a failing step does not stop the later ones, and
 # $OUT/steps.txt lists each step's exit status (124: hit its limit).
@@ -20,7 +21,7 @@ OUT=${OUT:-work_dirs/gpu_tests}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-VARIANTS=(tile_forward=0 tile_forward=1 chunk=32 chunk=128 partials_bf16=0)
+VARIANTS=(warps=4 warps=2 block_d=16 block_d=64 tile_forward=0)
 NCU_SNIPPET='
 import sys, torch
 sys.path.insert(0, "benchmarks")
@@ -56,8 +57,8 @@ for name in ${*:-tests memcheck bench ncu}; do
         tests/kernels/test_triton_scan.py tests/kernels/test_layer_norm.py ;;
     memcheck)
       step memcheck 140 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 3 \
-        --log-file "$OUT/memcheck.log" "$PY" benchmarks/memcheck_shapes.py --cases c vim-long a \
-        --variants default tile_forward=1 ;;
+        --log-file "$OUT/memcheck.log" "$PY" benchmarks/memcheck_shapes.py --cases ${MEMCHECK_CASES:-c vim-long a} \
+        --variants ${MEMCHECK_VARIANTS:-default tile_forward=1} ;;
     bench)
       "$PY" -c "import mamba_ssm" 2>/dev/null && echo "anchor: mamba_ssm installed" || echo "anchor: none (n/a columns)"
       step bench 210 "$PY" benchmarks/scan_bench.py --no-torch --out "$OUT" \
