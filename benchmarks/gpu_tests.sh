@@ -12,7 +12,7 @@
 #             occupancy and warp stall reasons
 #
 #   OUT=DIR bash benchmarks/gpu_tests.sh [STEP...]      (default: all four, in that order)
-#   MEMCHECK_CASES / MEMCHECK_VARIANTS narrow the memcheck step (default: c vim-long a / default tile_forward=1)
+#   MEMCHECK_CASES / MEMCHECK_VARIANTS narrow the memcheck step (default: c vim-long a / default warps=4)
 #
 # Every step has its own time limit and log under $OUT; a failing step does not stop the later ones, and
 # $OUT/steps.txt lists each step's exit status (124: hit its limit).
@@ -21,7 +21,7 @@ OUT=${OUT:-work_dirs/gpu_tests}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-VARIANTS=(warps=4 warps=2 block_d=16 block_d=64 tile_forward=0)
+VARIANTS=(warps=4 warps=2 block_d=16 block_d=64 chunk=32)
 NCU_SNIPPET='
 import sys, torch
 sys.path.insert(0, "benchmarks")
@@ -43,7 +43,7 @@ step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, output to $OUT/
 }
 
 ncu_a() {  # two scan kernels profiled, 40 s at most per attempt
-  local common=(--clock-control none --target-processes all -k "regex:^_scan_(fwd_tile|bwd)_kernel$" -c 2
+  local common=(--clock-control none --target-processes all -k "regex:^_scan_(fwd|bwd)_kernel$" -c 2
                 --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats
                 --section WarpStateStats)
   timeout 40 ncu "${common[@]}" --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
@@ -58,7 +58,7 @@ for name in ${*:-tests memcheck bench ncu}; do
     memcheck)
       step memcheck 140 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 3 \
         --log-file "$OUT/memcheck.log" "$PY" benchmarks/memcheck_shapes.py --cases ${MEMCHECK_CASES:-c vim-long a} \
-        --variants ${MEMCHECK_VARIANTS:-default tile_forward=1} ;;
+        --variants ${MEMCHECK_VARIANTS:-default warps=4} ;;
     bench)
       "$PY" -c "import mamba_ssm" 2>/dev/null && echo "anchor: mamba_ssm installed" || echo "anchor: none (n/a columns)"
       step bench 210 "$PY" benchmarks/scan_bench.py --no-torch --out "$OUT" \

@@ -1,6 +1,6 @@
 """Kernel-config variants for side-by-side benchmarks: 'NAME=VALUE[,NAME=VALUE...]' over the fields of
-vssm.kernels.KernelConfig (chunk, chunk_parallel, tile_forward, partials_bf16, torch_chunk_elements); 0/1 for
-the switches, e.g. ``tile_forward=0,chunk=32``."""
+vssm.kernels.KernelConfig (chunk, chunk_parallel, partials_bf16, block_d, warps, torch_chunk_elements); 0/1 for
+the switches, e.g. ``warps=4,chunk=32``."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,11 +8,11 @@ import dataclasses
 from vssm.kernels import KernelConfig, kernel_config
 
 _FIELDS = {f.name: f for f in dataclasses.fields(KernelConfig)}
-_SWITCHES = {"chunk_parallel", "tile_forward", "partials_bf16"}
+_SWITCHES = {"chunk_parallel", "partials_bf16"}
 
 
 def parse(variant: str) -> KernelConfig:
-    """'tile_forward=0,chunk=32' -> KernelConfig(tile_forward=False, chunk=32); a bad entry raises SystemExit."""
+    """'chunk_parallel=0,chunk=32' -> KernelConfig(chunk_parallel=False, chunk=32); a bad entry raises SystemExit."""
     values = {}
     for item in filter(None, variant.split(",")):
         name, _, value = item.partition("=")

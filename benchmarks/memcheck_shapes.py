@@ -2,7 +2,7 @@
 the float64 comparison of the GPU tests is too slow under the sanitizer at these sizes).
 
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 3 \
-        python benchmarks/memcheck_shapes.py [--cases c vim-long a] [--variants default tile_forward=1 ...]
+        python benchmarks/memcheck_shapes.py [--cases c vim-long a] [--variants default warps=4 ...]
 
 Each (case, variant) pair prints one line when done, so a run cut by a time limit shows how far it got.
 """

@@ -10,7 +10,7 @@
    vmamba_tiny/convnext_tiny/swin_tiny, batch chosen per size (128 at 224, shrinking with the pixel count,
    8 at 1024).
 Writes DIR/model_bench.json, DIR/model_bench.md (tables) and DIR/resolution_sweep.png.
-``--kernel-settings tile_forward=0,chunk=32`` (say) runs the scans with other kernel settings (fields of
+``--kernel-settings warps=4,chunk=32`` (say) runs the scans with other kernel settings (fields of
 vssm.kernels.KernelConfig, benchmarks/kernel_settings.py), for an A/B against a run without them.
 """
 from __future__ import annotations
@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer timed iterations")
     parser.add_argument("--no-sweep", action="store_true", help="main table only")
     parser.add_argument("--kernel-settings", default="", metavar="NAME=VALUE,...",
-                        help="scan kernel settings for this run (KernelConfig fields, e.g. tile_forward=0)")
+                        help="scan kernel settings for this run (KernelConfig fields, e.g. warps=4)")
     parser.add_argument("--graph-one", metavar="MODEL", help=argparse.SUPPRESS)  # child process of graphed()
     args = parser.parse_args()
     kernel_settings.use(args.kernel_settings)

@@ -1,6 +1,6 @@
 """Selective-scan speed on the GPU: vssm's Triton backend vs the mamba_ssm CUDA pipeline, in one run.
 
-    python benchmarks/scan_bench.py [--cases a c d ...] [--out DIR] [--variants tile_forward=0 chunk=32 ...]
+    python benchmarks/scan_bench.py [--cases a c d ...] [--out DIR] [--variants warps=4 chunk=32 ...]
 
 Cases (bf16 inputs):
   (a) VMamba-T stage 1: batch 128, 56x56, dim 96, N 1, K 4 (cross)
@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", default=list(CASES))
     parser.add_argument("--out", default=None, help="folder for scan_bench.json")
     parser.add_argument("--no-torch", action="store_true", help="skip the (slow) torch-backend column")
-    parser.add_argument("--variants", nargs="*", default=["tile_forward=0", "tile_forward=1"],
+    parser.add_argument("--variants", nargs="*", default=["warps=4", "chunk_parallel=1"],
                         help="kernel configs to time beside the default, each NAME=VALUE[,NAME=VALUE...]")
     args = parser.parse_args()
     for variant in args.variants:

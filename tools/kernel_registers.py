@@ -1,7 +1,7 @@
 """Compile every Triton kernel vssm's launchers use, for a GPU architecture, on a machine without a GPU; print each
 kernel's registers and spills.
 
-    python tools/kernel_registers.py [--arch 90] [--settings tile_forward=0 tile_forward=1 ...] [--only KERNEL ...]
+    python tools/kernel_registers.py [--arch 90] [--settings warps=4 partials_bf16=0 ...] [--only KERNEL ...]
 
 The scan and LayerNorm launchers run on small CPU tensors shaped like the benchmark layers (VMamba-T stage 1,
 VMamba v0, a Vim layer; whole-route and chunk-parallel schedules, with and without hidden states), once with the
@@ -125,7 +125,7 @@ def run_launchers(length: int = 100) -> None:
             for hidden in (False, True):
                 scan_once(index, dim, N, with_z, hidden, KernelConfig(chunk_parallel=chunked))
         # repeated tokens: per-step kernels, whole routes only
-        scan_once(repeated, dim, N, with_z, False, KernelConfig(tile_forward=False, chunk_parallel=False))
+        scan_once(repeated, dim, N, with_z, False, KernelConfig(chunk_parallel=False))
     for channels in (96, 192, 384, 768):
         x = torch.randn(64, channels, dtype=torch.bfloat16, requires_grad=True)
         y = triton_layer_norm.TritonLayerNorm.apply(x, torch.ones(channels), torch.zeros(channels), 1e-5, torch.bfloat16)

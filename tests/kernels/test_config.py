@@ -15,7 +15,7 @@ from .scan_inputs import random_problem
     (dict(chunk=0), "KernelConfig.chunk: got 0, expected a positive int"),
     (dict(chunk=True), "KernelConfig.chunk: got True"),
     (dict(torch_chunk_elements=2.5), "KernelConfig.torch_chunk_elements: got 2.5"),
-    (dict(tile_forward=1), "KernelConfig.tile_forward: got 1, expected True, False or None"),
+    (dict(chunk_parallel=1), "KernelConfig.chunk_parallel: got 1, expected True, False or None"),
     (dict(block_d=12), "KernelConfig.block_d: got 12, expected a power of two"),
     (dict(warps=0), "KernelConfig.warps: got 0, expected a power of two"),
 ])
@@ -26,10 +26,10 @@ def test_bad_fields_are_named(fields, message):
 
 def test_context_nests_restores_and_yields_to_the_call():
     assert current_config() == KernelConfig()
-    with kernel_config(chunk=8, tile_forward=False) as outer:
-        assert outer == KernelConfig(chunk=8, tile_forward=False)
+    with kernel_config(chunk=8, warps=2) as outer:
+        assert outer == KernelConfig(chunk=8, warps=2)
         with kernel_config(KernelConfig(chunk_parallel=True), chunk=16):
-            assert current_config() == KernelConfig(chunk=16, tile_forward=False, chunk_parallel=True)
+            assert current_config() == KernelConfig(chunk=16, warps=2, chunk_parallel=True)
             assert current_config(KernelConfig(chunk=4)).chunk == 4  # the call's own field wins
         assert current_config() == outer
     assert current_config() == KernelConfig()

@@ -17,12 +17,11 @@ SHAPES = {  # batch, H, W (L = H*W, or W with H = 0: a 1-D sequence), dim, N, sc
     "vim-long": (8, 0, 4097, 384, 16, "bidirectional", True),
     "a": (128, 56, 56, 96, 1, "cross", False),
 }
-VARIANTS = {  # every variant runs the per-step backward
-    "tiles-whole-route": KernelConfig(tile_forward=True, chunk_parallel=False),
-    "tiles-chunk-parallel": KernelConfig(tile_forward=True, chunk_parallel=True),
+VARIANTS = {
     "default": KernelConfig(),
-    "steps-whole-route": KernelConfig(tile_forward=False, chunk_parallel=False),
-    "steps-chunk-parallel": KernelConfig(tile_forward=False, chunk_parallel=True),
+    "whole-route": KernelConfig(chunk_parallel=False),
+    "chunk-parallel": KernelConfig(chunk_parallel=True),
+    "four-warps": KernelConfig(warps=4),
 }
 
 

@@ -72,7 +72,7 @@ def test_chunk_parallel_and_sequential_paths(repeat):
     repeats walk each route in one program. Both must equal the reference across chunk boundaries."""
     p = random_problem(batch=2, L=14, K=2, dim=3, N=3, device=DEVICE, repeat=repeat, with_z=True)
     assert as_routes(p.routes).tokens_unique() is not repeat
-    out, grads, weights = grads_of(p, "none", "triton", config=KernelConfig(chunk=4, tile_forward=False))
+    out, grads, weights = grads_of(p, "none", "triton", config=KernelConfig(chunk=4))
     ref_out, ref_grads, _ = grads_of(as_float64(p), "none", "reference", weights)
     assert_close(out, ref_out, torch.float32)
     for g, r in zip(grads, ref_grads):
@@ -85,9 +85,9 @@ def test_channel_blocks_and_warps_of_the_per_step_kernels(block_d, warps, repeat
     """KernelConfig.block_d / warps reach both per-step passes (several channel blocks: their dB / dC partials
     summed) and keep the reference's answer."""
     p = random_problem(batch=2, L=13, K=2, dim=7, N=3, device=DEVICE, repeat=repeat, with_z=True)
-    config = KernelConfig(chunk=4, tile_forward=False, block_d=block_d, warps=warps)
+    config = KernelConfig(chunk=4, block_d=block_d, warps=warps)
     plan = triton_scan.plan(config, sizes_of(p), not repeat, not repeat)
-    assert (plan.fwd_block_d, plan.fwd_warps, plan.bwd_block_d, plan.bwd_warps) == (block_d, warps, block_d, warps)
+    assert (plan.block_d, plan.warps) == (block_d, warps)
     out, grads, weights = grads_of(p, "sum", "triton", config=config)
     ref_out, ref_grads, _ = grads_of(as_float64(p), "sum", "reference", weights)
     assert_close(out, ref_out, torch.float32)
@@ -101,81 +101,32 @@ def sizes_of(p) -> ScanSizes:
     return ScanSizes(b, L, routes.num_routes, u_slots, d, p.A.shape[2], routes.num_steps)
 
 
-TILE_CASES = [
-    dict(K=1, N=1, shared_u=True, merge="sum", with_z=True),
-    dict(K=2, N=3, merge="none", with_z=True, hidden=True),
-    dict(K=4, N=16, shared_u=True, merge="mean", with_z=False, with_D=False, with_bias=False),
-    dict(K=2, N=4, merge="sum", with_z=False, param_index=True, hidden=True),
-    dict(K=2, N=2, merge="sum", with_z=True, pad=0),
-]
-
-
-@pytest.mark.parametrize("chunked", [False, True], ids=["whole-route", "chunk-parallel"])
-@pytest.mark.parametrize("case", TILE_CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
-def test_tile_forward_matches_reference(case, chunked):
-    """The tile forward across a route (L 10 + padding in tiles of 4 steps: a partial last tile), with and
-    without padding steps, hidden states, z, D, bias and a separate parameter table; whole routes per program
-    and one chunk per program (tile-parallel chunk summaries, then the carry passes); the per-step backward
-    reads the states it saved."""
-    case = dict(case)
-    merge, hidden = case.pop("merge"), case.pop("hidden", False)
-    p = random_problem(batch=2, L=10, dim=5, device=DEVICE, repeat=False, **case)
-    if case.get("param_index"):  # delta/B/C rows: the visited tokens in another order (random_problem's repeat)
-        index = p.routes.index
-        pidx = index.clone()
-        for k, row in enumerate(index):
-            real = (row >= 0).nonzero().flatten()
-            pidx[k, real] = row[real[torch.randperm(len(real))]]
-        p.routes = Routes(index=index, param_index=pidx)
-    routes = as_routes(p.routes)
-    assert routes.tokens_unique()
-    config = KernelConfig(chunk=4, chunk_parallel=chunked, tile_forward=True)
-    plan = triton_scan.plan(config, sizes_of(p), True, routes.covers(10))
-    assert plan.fwd_tiles
-    assert plan.fwd_chunked is chunked and plan.bwd_chunked is chunked
-    out, grads, weights = grads_of(p, merge, "triton", return_hidden=hidden, config=config)
-    ref_out, ref_grads, _ = grads_of(as_float64(p), merge, "reference", weights, return_hidden=hidden)
-    assert_close(out, ref_out, torch.float32)
-    for g, r in zip(grads, ref_grads):
-        assert_close(g, r, torch.float32)
-
-
 def test_default_plan():
-    """The heuristic (vssm.kernels.config): the tile forward only for routes without repeated tokens at
-    d_state 1 (H200: faster at N = 1, 2-5x slower at N = 16), chunk-parallel below 1024 whole-route programs;
-    repeated tokens keep the in-order per-step walk; tile_forward=True still asks for tiles at N = 16."""
+    """The heuristic (vssm.kernels.config): one warp and up to 512 state elements a program, chunk-parallel
+    below 1024 whole-route programs; repeated tokens keep the in-order whole-route walk."""
     case_a = ScanSizes(128, 3136, 4, 1, 96, 1, 3136)
     plan = triton_scan.plan(KernelConfig(), case_a, True, True)
-    assert (plan.chunk, plan.fwd_tiles) == (64, True)
-    assert not plan.fwd_chunked  # tiles: 16 channels a program, 6 x 4 x 128 = 3072 programs
-    assert plan.bwd_chunked  # per-step: all 96 channels a program, 512 programs
+    assert (plan.chunk, plan.block_d, plan.warps) == (64, 128, 1)
+    assert plan.fwd_chunked and plan.bwd_chunked  # all 96 channels a program: 512 programs
     case_c = ScanSizes(128, 3136, 4, 1, 192, 16, 3136)
     vim_long = ScanSizes(8, 4097, 2, 1, 384, 16, 4097)
-    for sizes in (case_c, vim_long):
-        assert not triton_scan.plan(KernelConfig(), sizes, True, True).fwd_tiles
-        assert triton_scan.plan(KernelConfig(tile_forward=True), sizes, True, True).fwd_tiles
+    assert triton_scan.plan(KernelConfig(), case_c, True, True).block_d == 32
     assert not triton_scan.plan(KernelConfig(), case_c, True, True).fwd_chunked  # 6 x 4 x 128 = 3072 programs
     assert triton_scan.plan(KernelConfig(), vim_long, True, True).fwd_chunked  # 12 x 2 x 8 = 192 programs
     repeated = triton_scan.plan(KernelConfig(), case_a, False, False)
-    assert not (repeated.fwd_tiles or repeated.fwd_chunked or repeated.bwd_chunked)
-    odd = triton_scan.plan(KernelConfig(chunk=48), case_a, True, True)
-    assert not odd.fwd_tiles  # tiles need a power-of-two chunk; the heuristic then picks the per-step kernels
+    assert not (repeated.fwd_chunked or repeated.bwd_chunked)
 
 
-@pytest.mark.parametrize("field", ["tile_forward", "chunk_parallel"])
-def test_asking_for_unique_token_kernels_with_repeated_tokens_is_an_error(field):
-    with pytest.raises(ValueError, match=f"KernelConfig.{field}: needs routes that visit each token"):
-        triton_scan.plan(KernelConfig(**{field: True}), ScanSizes(2, 10, 2, 1, 5, 3, 13), False, False)
-    with pytest.raises(ValueError, match="chunk a power of two, got 6"):
-        triton_scan.plan(KernelConfig(chunk=6, tile_forward=True), ScanSizes(2, 10, 2, 1, 5, 3, 13), True, True)
+def test_asking_for_chunk_parallel_with_repeated_tokens_is_an_error():
+    with pytest.raises(ValueError, match="KernelConfig.chunk_parallel: needs routes that visit each token"):
+        triton_scan.plan(KernelConfig(chunk_parallel=True), ScanSizes(2, 10, 2, 1, 5, 3, 13), False, False)
 
 
-@pytest.mark.parametrize("tiles", [False, True], ids=["steps", "tiles"])
-def test_bfloat16_partials(monkeypatch, tiles):
+def test_bfloat16_partials(monkeypatch):
     """bf16 inputs keep their per-route outputs in bf16 (the default) when routes visit every token once and
     nothing gates them before the merge; the merged output stays within the bf16 tolerance of the reference,
     and partials_bf16=False keeps them in fp32."""
-    config = KernelConfig(chunk=4, tile_forward=tiles)
+    config = KernelConfig(chunk=4)
     p = random_problem(batch=2, L=9, K=4, dim=5, N=2, dtype=torch.bfloat16, device=DEVICE, pad=0, repeat=False,
                        with_z=False)
     plan = triton_scan.plan(config, sizes_of(p), True, True)
@@ -209,7 +160,7 @@ def test_backward_uses_its_forwards_settings(backend):
     with kernel_config(chunk=4):
         out = selective_scan(*inputs, routes=p.routes, merge="sum", backend=backend)
     weights = torch.randn_like(out, dtype=torch.float64)
-    with kernel_config(chunk=8, tile_forward=False, chunk_parallel=False):
+    with kernel_config(chunk=8, warps=2, chunk_parallel=False):
         grads = torch.autograd.grad((out.double() * weights).sum(), inputs)
     ref_out, ref_grads, _ = grads_of(as_float64(p), "sum", "reference", weights)
     assert_close(out, ref_out, torch.float32)
@@ -217,11 +168,10 @@ def test_backward_uses_its_forwards_settings(backend):
         assert_close(g, r, torch.float32)
 
 
-@pytest.mark.parametrize("tiles", [False, True], ids=["steps", "tiles"])
-def test_reruns_are_bit_identical(tiles):
+def test_reruns_are_bit_identical():
     """The default kernels use no atomics (partials summed in a fixed order): reruns give equal bits."""
     p = random_problem(batch=2, L=12, K=2, dim=3, N=2, device=DEVICE, repeat=False)
-    config = KernelConfig(chunk=4, chunk_parallel=True, tile_forward=tiles)
+    config = KernelConfig(chunk=4, chunk_parallel=True)
     weights = torch.randn(2, 12, 3, dtype=torch.float64, device=DEVICE)
     (out1, grads1, _), (out2, grads2, _) = (grads_of(p, "sum", "triton", weights, config=config) for _ in range(2))
     assert torch.equal(out1, out2)
@@ -264,18 +214,16 @@ gpu = pytest.mark.gpu
 
 GPU_CONFIGS = {
     "default": KernelConfig(),
-    "steps": KernelConfig(tile_forward=False),
-    "tiles": KernelConfig(tile_forward=True),
-    "tiles-whole-route": KernelConfig(tile_forward=True, chunk_parallel=False),
+    "whole-route": KernelConfig(chunk_parallel=False),
+    "four-warps": KernelConfig(warps=4),
 }
 
 
 @pytest.fixture(params=list(GPU_CONFIGS))
 def schedule(request) -> str:
-    """GPU tests run every selectable kernel variant: the default plan, the per-step kernels, the tile forward
-    (default schedule: chunk-parallel at the tests' batch sizes) and the tile forward with one program per whole
-    route (all with the per-step backward). Routes repeat a token for the per-step variant only, so "default"
-    runs its plan for unique tokens (tile forward at N = 1 only)."""
+    """GPU tests run every selectable schedule: the default plan (chunk-parallel at the tests' batch sizes), one
+    program per whole route, and four warps a program. Routes repeat a token for the whole-route variant only
+    (accumulated rows), so "default" runs its plan for unique tokens."""
     with kernel_config(GPU_CONFIGS[request.param]):
         yield request.param
 
@@ -285,7 +233,7 @@ def schedule(request) -> str:
 @pytest.mark.parametrize("L", [1, 2, 63, 64, 65, 197, 1023, 3137, 5000])
 def test_gpu_forward_matches_reference(dtype, L, schedule):
     p = random_problem(batch=2, L=L, K=4, dim=48, N=4 if L < 4000 else 1, dtype=dtype, device="cuda", pad=5,
-                       repeat=schedule == "steps")
+                       repeat=schedule == "whole-route")
     expected = selective_scan_reference(*as_float64(p).args(), routes=p.routes) if L <= 1023 else \
         selective_scan(*[t.double() if t is not None else None for t in p.args()], routes=p.routes, backend="torch")
     out = selective_scan(*p.args(), routes=p.routes, backend="triton")
@@ -314,7 +262,7 @@ def test_gpu_outputs_are_written_everywhere_and_runs_are_bit_identical(schedule)
 @gpu
 @pytest.mark.parametrize("N", [1, 16])
 def test_gpu_gradients_match_reference(N, schedule):
-    p = random_problem(batch=2, L=129, K=4, dim=40, N=N, device="cuda", repeat=schedule == "steps")
+    p = random_problem(batch=2, L=129, K=4, dim=40, N=N, device="cuda", repeat=schedule == "whole-route")
     out, grads, weights = grads_of(p, "sum", "triton")
     ref_out, ref_grads, _ = grads_of(as_float64(p), "sum", "torch", weights)
     for g, r in zip(grads, ref_grads):
@@ -323,10 +271,8 @@ def test_gpu_gradients_match_reference(N, schedule):
 
 
 LAYOUTS = {
-    "chunk-parallel": KernelConfig(chunk=4, tile_forward=False, chunk_parallel=True),
-    "whole-route": KernelConfig(tile_forward=False, chunk_parallel=False),
-    "tiles-chunk-parallel": KernelConfig(chunk=4, tile_forward=True, chunk_parallel=True),
-    "tiles-whole-route": KernelConfig(chunk=4, tile_forward=True, chunk_parallel=False),
+    "chunk-parallel": KernelConfig(chunk=4, chunk_parallel=True),
+    "whole-route": KernelConfig(chunk_parallel=False),
 }
 
 

@@ -12,19 +12,16 @@ Heuristic (``plan`` of each backend; measurements in benchmarks/notes_triton.md)
 - ``chunk`` (steps between saved states): triton 64 (H100 sweep: 32, 64 and 128 within 5%; H200, (a): 32
   5.73 vs 64 5.79 ms fwd+bwd; not measured at N = 16 with the per-step forward); torch as many steps as keep
   one (batch, K, chunk, dim, N) work tensor within ``torch_chunk_elements`` (2^22) elements.
-- ``tile_forward``: the tile-parallel forward when no route repeats a token, ``chunk`` is a power of two and
-  d_state N == 1. Measured on an NVIDIA H200, bf16, 2026-12-03 (benchmarks/scan_bench.py, ms, tile vs per-step
-  forward): faster only at N = 1 -- (a) 1.344 vs 1.744, e-zigzag / e-hilbert 1.28 vs 1.75; much slower at
-  N = 16 -- (c) 55.9 vs 11.2, vim-long 3.04 vs 1.23, (d) 2.90 vs 0.72. ``tile_forward=True`` still asks for
-  it at any N. Either forward saves the same states for the per-step backward (the only backward: a tile
-  backward was slower in every case of that run, e.g. (a) 9.41 vs 5.79 ms fwd+bwd, and was removed).
 - ``chunk_parallel``: one program per chunk when routes repeat no token, there is more than one chunk and
   whole routes give fewer than 1024 (batch x channel block x route) programs (H100: 512 programs of 3136 steps
-  1.6x faster chunked; 3072 programs of N = 16 1.5x slower chunked). Decided per pass, from its own blocks.
+  1.6x faster chunked; 3072 programs of N = 16 1.5x slower chunked); forward and backward alike.
 - ``block_d`` / ``warps`` (per-step kernels): all of N and up to 512 state elements a program (``block_d`` =
   max(16, 512 / N) channels), on one warp. H200, 2026-12-03, fwd+bwd ms, warps 1 / 2 / 4 (the old default) / 8:
   (a) 4.37 / 4.58 / 5.60 / -, (c) 27.0 / 57.0 / 59.4 / 97.1, (d) 2.46 / 4.38 / 4.67 / 6.83, Vim-long 3.81 / 5.03 /
-  5.94 / 9.38; at (c) 8 channels on one warp 43.2, 16 channels on two warps 55.9.
+  5.94 / 9.38; at (c) 8 channels on one warp 43.2, 16 channels on two warps 55.9. (a) was measured with the
+  tile forward of that day; with the one-warp forward it is 4.10. That tile-parallel forward (64-step tiles
+  through ``tl.associative_scan``) was then removed: slower than the one-warp per-step forward in every case
+  (H200, 2026-12-03: (a) 1.345 vs 1.080 ms, e-zigzag 1.28 vs 1.08; at N = 16 up to 5x slower the day before).
 - ``partials_bf16``: per-route outputs of bf16 inputs kept in bf16 when every route visits every token once
   and nothing gates them before the (fp32) merge, as the anchor pipeline rounds them (H200, 2026-12-03: 1.03x
   faster forward at (a), 1.344 vs 1.386 ms; 1.06x at e-zigzag).
@@ -48,10 +45,9 @@ class KernelConfig:
 
     chunk: Optional[int] = None  # steps between saved states (both backends)
     chunk_parallel: Optional[bool] = None  # triton: one program per chunk (carry passes), else per whole route
-    tile_forward: Optional[bool] = None  # triton: tile-parallel forward (routes without repeated tokens)
     partials_bf16: Optional[bool] = None  # triton: bf16 per-route outputs where sound (see module docstring)
-    block_d: Optional[int] = None  # triton per-step kernels: channels a program holds (a power of two)
-    warps: Optional[int] = None  # triton per-step kernels: warps a program runs on (a power of two)
+    block_d: Optional[int] = None  # triton: channels a program holds (a power of two)
+    warps: Optional[int] = None  # triton: warps a program runs on (a power of two)
     torch_chunk_elements: Optional[int] = None  # torch: elements of one work tensor, picks its chunk
 
     def __post_init__(self) -> None:
@@ -64,7 +60,7 @@ class KernelConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or not is_power_of_two(value)):
                 raise ValueError(f"KernelConfig.{name}: got {value!r}, expected a power of two or None")
-        for name in ("chunk_parallel", "tile_forward", "partials_bf16"):
+        for name in ("chunk_parallel", "partials_bf16"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise ValueError(f"KernelConfig.{name}: got {value!r}, expected True, False or None")
@@ -80,14 +76,11 @@ class KernelPlan:
     """Resolved settings of one call (plain values, passed as op arguments and saved for the backward)."""
 
     chunk: int
-    fwd_tiles: bool
     fwd_chunked: bool
     bwd_chunked: bool
     partials_bf16: bool
-    fwd_block_d: int  # channels a forward program holds (per-step or tile kernels)
-    fwd_warps: int
-    bwd_block_d: int  # channels a backward program holds (per-step kernels)
-    bwd_warps: int
+    block_d: int  # channels a program holds
+    warps: int  # warps a program runs on
 
     def as_args(self) -> tuple:
         return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
@@ -106,7 +99,7 @@ def current_config(call: Optional[KernelConfig] = None) -> KernelConfig:
 
 @contextlib.contextmanager
 def kernel_config(config: Optional[KernelConfig] = None, **fields) -> Iterator[KernelConfig]:
-    """``with kernel_config(chunk=32, tile_forward=False):`` -- settings for the selective scans started in the
+    """``with kernel_config(chunk=32, warps=2):`` -- settings for the selective scans started in the
     block (``config``'s fields and then ``fields`` over the enclosing block's); yields the settings in force."""
     merged = KernelConfig(**fields).over(config.over(current_config()) if config is not None else current_config())
     _STACK.append(merged)

@@ -28,8 +28,8 @@ def plan(config: KernelConfig, sizes: ScanSizes, routes_unique: bool, routes_cov
     batch = sizes.batch if isinstance(sizes.batch, int) else 1
     per_step = max(1, batch * sizes.routes * sizes.dim * sizes.d_state)
     chunk = config.chunk or max(1, min(sizes.steps, elements // per_step))
-    return KernelPlan(chunk=chunk, fwd_tiles=False, fwd_chunked=False, bwd_chunked=False, partials_bf16=False,
-                      fwd_block_d=0, fwd_warps=0, bwd_block_d=0, bwd_warps=0)
+    return KernelPlan(chunk=chunk, fwd_chunked=False, bwd_chunked=False, partials_bf16=False,
+                      block_d=0, warps=0)
 
 
 def saved_shapes(sizes: ScanSizes, has_z: bool, chunk: int) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:

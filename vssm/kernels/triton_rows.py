@@ -1,8 +1,7 @@
-"""Row loads shared by the Triton scan kernels (per-step loops and tiles alike).
+"""Row loads shared by the Triton scan kernels.
 
 A step's tokens come from the route tables; its u / delta / B / C rows are gathered straight from the
-raster-order inputs through their strides. Called with scalar tokens and vector channels for one step, or with
-[steps, 1] tokens and [1, channels] lanes for a whole tile (everything broadcasts)."""
+raster-order inputs through their strides: scalar tokens, vector channels, one step at a time."""
 import triton
 import triton.language as tl
 
@@ -30,7 +29,7 @@ def _load_rows(
     su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sC_b, sC_l, sC_k, sC_n,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
 ):
-    """Rows of one step, or of a tile of steps (tokens p, q from :func:`_load_index`): u, pre-softplus s,
+    """Rows of one step (tokens p, q from :func:`_load_index`): u, pre-softplus s,
     dt (0 on padding), B, C."""
     u = tl.load(u_ptr + b * su_b + p * su_l + g * su_s + d * su_d, mask=dmask, other=0.0).to(tl.float32)
     s = tl.load(delta_ptr + b * sd_b + q * sd_l + k * sd_k + d * sd_d, mask=dmask, other=0.0).to(tl.float32)

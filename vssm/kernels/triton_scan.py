@@ -9,14 +9,14 @@ atomics and bit-identical reruns: stored once when every route visits every toke
 read-modify-write. The state at every ``chunk``-th step is saved (fp32) for the backward; gate, merge and cast
 are one epilogue kernel (:mod:`triton_epilogue`).
 
-Stages, each in its own file: the per-step scans (:mod:`triton_steps_fwd`, :mod:`triton_steps_bwd`), the
-tile-parallel forward (:mod:`triton_tiles_fwd`, routes without repeated tokens), the chunk summaries they come
-with, and the carry passes (:mod:`triton_carry`). Two schedules per pass:
+Stages, each in its own file: the per-step scans and the chunk summaries they come with
+(:mod:`triton_steps_fwd`, :mod:`triton_steps_bwd`), and the carry passes (:mod:`triton_carry`). Two schedules
+per pass:
 - whole route per program (repeated tokens accumulate in order; or enough programs to fill the GPU);
 - chunk-parallel: chunk summaries from a zero start, a short sequential carry pass over chunks, then every
   chunk at once from its carried state (forward) or state gradient (backward).
-Which kernels and which schedule: the call's :class:`~vssm.kernels.config.KernelPlan` (:func:`plan`), fixed by
-the forward and reused by its backward. Both forwards save the same states, which the per-step backward reads.
+Which schedule and launch sizes: the call's :class:`~vssm.kernels.config.KernelPlan` (:func:`plan`), fixed by
+the forward and reused by its backward, which reads the states the forward saved.
 
 Backward: dy is read through its strides (broadcast over routes, no copy). Gradient rows a program owns are
 stored once when every route visits every token once (ddelta then in delta's dtype), else accumulated in place;
@@ -31,14 +31,12 @@ from typing import Optional, Tuple
 import torch
 import triton
 
-from .config import KernelConfig, KernelPlan, is_power_of_two
+from .config import KernelConfig, KernelPlan
 from .contract import ScanGrads, ScanProblem, ScanSizes, gate_and_merge_backward, sum_per_slot
 from .triton_carry import _chunk_carry_kernel, _chunk_grad_carry_kernel
 from .triton_epilogue import gate_and_merge
 from .triton_steps_bwd import _chunk_grad_state_kernel, _scan_bwd_kernel
 from .triton_steps_fwd import _chunk_state_kernel, _scan_fwd_kernel
-from .triton_tiles import TILE_WARPS, tile_blocks
-from .triton_tiles_fwd import _chunk_state_tile_kernel, _scan_fwd_tile_kernel
 
 # warps of a per-step program unless the config says otherwise: one warp keeps every reduction over channels in
 # shuffles (no shared-memory barrier per step). H200, 2026-12-03, fwd+bwd, 1 vs 4 warps: (a) 4.37 vs 5.60 ms,
@@ -58,35 +56,23 @@ def n_chunks(steps: int, chunk: int) -> int:
 
 
 def plan(config: KernelConfig, sizes: ScanSizes, routes_unique: bool, routes_cover: bool) -> KernelPlan:
-    """The call's kernels and schedules (heuristic: :mod:`vssm.kernels.config`). The tile forward and the
-    chunk-parallel schedule need routes without repeated tokens; asking for them otherwise is an error."""
+    """The call's schedule and launch sizes (heuristic: :mod:`vssm.kernels.config`). The chunk-parallel
+    schedule needs routes without repeated tokens; asking for it otherwise is an error."""
     chunk = config.chunk or 64  # H100 sweep: 32, 64 and 128 within 5%
-    for name in ("tile_forward", "chunk_parallel"):
-        if getattr(config, name) and not routes_unique:
-            raise ValueError(f"KernelConfig.{name}: needs routes that visit each token at most once "
-                             "(Routes.tokens_unique()); these routes repeat a token")
-    if config.tile_forward and not is_power_of_two(chunk):
-        raise ValueError(f"KernelConfig.tile_forward: the tile kernels need chunk a power of two, got {chunk}")
-    # tiles only pay at N = 1 (H200: (a) 1.34 vs 1.74 ms; at N = 16 up to 5x slower, config docstring)
-    tile_ok = routes_unique and is_power_of_two(chunk) and sizes.d_state == 1
-    fwd_tiles = config.tile_forward if config.tile_forward is not None else tile_ok
-    step_d = step_blocks(sizes.dim, sizes.d_state, config.block_d)[0]
-    fwd_d, fwd_warps = (tile_blocks(sizes.dim, sizes.d_state, chunk)[0], TILE_WARPS) if fwd_tiles else (
-        step_d, config.warps or STEP_WARPS)
-
-    def chunked(block_d: int) -> bool:
-        """Below 1024 (batch x channel block x route) programs whole routes do not fill the GPU (H100: 512
-        programs of 3136 steps 1.6x faster chunked; 3072 programs of N = 16 1.5x slower chunked, the extra state
-        pass costing more exp's)."""
-        if config.chunk_parallel is not None:
-            return config.chunk_parallel
-        n_db = triton.cdiv(sizes.dim, block_d)
-        return routes_unique and n_chunks(sizes.steps, chunk) > 1 and sizes.batch * n_db * sizes.routes < 1024
-
+    if config.chunk_parallel and not routes_unique:
+        raise ValueError("KernelConfig.chunk_parallel: needs routes that visit each token at most once "
+                         "(Routes.tokens_unique()); these routes repeat a token")
+    block_d = step_blocks(sizes.dim, sizes.d_state, config.block_d)[0]
+    # Below 1024 (batch x channel block x route) programs whole routes do not fill the GPU (H100: 512 programs
+    # of 3136 steps 1.6x faster chunked; 3072 programs of N = 16 1.5x slower chunked, the extra state pass
+    # costing more exp's).
+    n_db = triton.cdiv(sizes.dim, block_d)
+    chunked = routes_unique and n_chunks(sizes.steps, chunk) > 1 and sizes.batch * n_db * sizes.routes < 1024
+    if config.chunk_parallel is not None:
+        chunked = config.chunk_parallel
     partials = config.partials_bf16 if config.partials_bf16 is not None else True
-    return KernelPlan(chunk=chunk, fwd_tiles=fwd_tiles, fwd_chunked=chunked(fwd_d), bwd_chunked=chunked(step_d),
-                      partials_bf16=partials, fwd_block_d=fwd_d, fwd_warps=fwd_warps, bwd_block_d=step_d,
-                      bwd_warps=config.warps or STEP_WARPS)
+    return KernelPlan(chunk=chunk, fwd_chunked=chunked, bwd_chunked=chunked, partials_bf16=partials,
+                      block_d=block_d, warps=config.warps or STEP_WARPS)
 
 
 def _tables(prob: ScanProblem) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -122,12 +108,12 @@ def forward(
     prob: ScanProblem, z: Optional[torch.Tensor], merge: str, out_dtype: torch.dtype, return_hidden: bool,
     plan: KernelPlan,
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
-    """Chunk-parallel (three launches: chunk states, carry, outputs) or one program per whole route, with the
-    per-step or the tile kernels, as ``plan`` says; then the epilogue."""
+    """Chunk-parallel (three launches: chunk states, carry, outputs) or one program per whole route, as
+    ``plan`` says; then the epilogue."""
     _check_dtype(prob)
     sz = prob.sizes
     batch, length, K, dim, N, T = sz.batch, sz.length, sz.routes, sz.dim, sz.d_state, sz.steps
-    block_d, block_n = plan.fwd_block_d, triton.next_power_of_2(N)
+    block_d, block_n = plan.block_d, triton.next_power_of_2(N)
     n_db, chunks = triton.cdiv(dim, block_d), n_chunks(T, plan.chunk)
     new = prob.u.new_empty if prob.routes_cover else prob.u.new_zeros  # every row written once: no zeroing
     y = new(batch, length, K, dim, dtype=partials_dtype(prob, z, merge, plan))
@@ -137,22 +123,18 @@ def forward(
     u, delta, A, B, C, D, bias, index, pindex, group = tensors
     sizes = dict(N=N, BLOCK_D=block_d, BLOCK_N=block_n)
     flags = dict(CK=plan.chunk, HAS_BIAS=prob.delta_bias is not None, SOFTPLUS=prob.delta_softplus, **sizes,
-                 num_warps=plan.fwd_warps)
+                 num_warps=plan.warps)
     if plan.fwd_chunked:
         hloc, decay = torch.empty_like(ckpt), torch.empty_like(ckpt)
-        state_kernel = _chunk_state_tile_kernel if plan.fwd_tiles else _chunk_state_kernel
-        state_kernel[(batch, n_db, K * chunks)](
+        _chunk_state_kernel[(batch, n_db, K * chunks)](
             u, delta, A, B, index, pindex, group, bias, hloc, decay, T, dim, chunks, *strides[:12], **flags,
         )
         _chunk_carry_kernel[(batch, n_db, K)](hloc, decay, ckpt, dim, chunks, **sizes)
     grid = (batch, n_db, K * (chunks if plan.fwd_chunked else 1))
     args = (*tensors, y, hidden if hidden is not None else y, ckpt, T, dim, chunks)
     options = dict(HAS_D=prob.D is not None, HAS_HIDDEN=return_hidden, CHUNKED=plan.fwd_chunked, **flags)
-    if plan.fwd_tiles:
-        _scan_fwd_tile_kernel[grid](*args, *strides, *y.stride()[:3], **options)
-    else:
-        span = plan.chunk if plan.fwd_chunked else T
-        _scan_fwd_kernel[grid](*args, span, *strides, *y.stride()[:3], ACCUMULATE=not prob.routes_cover, **options)
+    span = plan.chunk if plan.fwd_chunked else T
+    _scan_fwd_kernel[grid](*args, span, *strides, *y.stride()[:3], ACCUMULATE=not prob.routes_cover, **options)
     out = gate_and_merge(prob, y, z, merge, out_dtype)
     return out, hidden, ckpt, y if z is not None else None
 
@@ -172,7 +154,7 @@ def backward(
     _check_dtype(prob)
     sz = prob.sizes
     batch, length, K, dim, N, T = sz.batch, sz.length, sz.routes, sz.dim, sz.d_state, sz.steps
-    block_d, block_n = plan.bwd_block_d, triton.next_power_of_2(N)
+    block_d, block_n = plan.block_d, triton.next_power_of_2(N)
     n_db, chunks = triton.cdiv(dim, block_d), ckpt.shape[2]
     dy, dz = gate_and_merge_backward(prob, z, merge, y_pre, dout)
     if dy.stride(3) != 1:  # dy may be broadcast over routes (stride 0 on k); channels must be unit-stride
@@ -196,7 +178,7 @@ def backward(
     dhidden_arg = dhidden if dhidden is not None else dy
     sizes = dict(N=N, BLOCK_D=block_d, BLOCK_N=block_n)
     flags = dict(CK=plan.chunk, HAS_BIAS=prob.delta_bias is not None, SOFTPLUS=prob.delta_softplus,
-                 HAS_DHIDDEN=dhidden is not None, **sizes, num_warps=plan.bwd_warps)
+                 HAS_DHIDDEN=dhidden is not None, **sizes, num_warps=plan.warps)
     route_strides, dy_strides = du_routes.stride()[:3], dy.stride()[:3]
     carry = ckpt
     if plan.bwd_chunked:
