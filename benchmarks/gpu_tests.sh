@@ -62,7 +62,7 @@ for name in ${*:-tests memcheck bench ncu}; do
     bench)
       "$PY" -c "import mamba_ssm" 2>/dev/null && echo "anchor: mamba_ssm installed" || echo "anchor: none (n/a columns)"
       step bench 210 "$PY" benchmarks/scan_bench.py --no-torch --out "$OUT" \
-        --cases a c vim-long d e-zigzag e-hilbert --variants "${VARIANTS[@]}" ;;
+        --cases a c vim-long d e-zigzag e-hilbert t2 t3 t4 --variants "${VARIANTS[@]}" ;;
     ncu)
       ncu_a > "$OUT/ncu_a.txt" 2>&1
       echo "ncu: exit $?" >> "$OUT/steps.txt"

@@ -8,6 +8,7 @@ Cases (bf16 inputs):
   (d) Vim-tiny layer: batch 128, L 197, dim 384, N 16, K 2 (bidirectional) with z
   (e) zigzag and hilbert at (a)'s shape
   (vim-long) Vim at 1024x1024 / 16 + cls: batch 8, L 4097, dim 384, N 16, K 2 (bidirectional) with z
+  (t2) (t3) (t4) VMamba-T stages 2-4 (N 1, K 4, cross): 28x28 dim 192, 14x14 dim 384 (8 of its 14 blocks), 7x7 dim 768
 Columns: ours (triton, one launch over all routes, gather/merge in-kernel); the anchor = torch cross-scan (u
 re-ordered into K copies) + mamba_ssm ``selective_scan_fn`` (routes as channel groups) + torch merge (n/a when
 mamba_ssm is not installed); our torch backend (forward only); the byte floor = (every input read once +
@@ -41,6 +42,9 @@ CASES = {
     "e-zigzag": dict(batch=128, H=56, W=56, dim=96, N=1, scan="zigzag", z=False),
     "e-hilbert": dict(batch=128, H=56, W=56, dim=96, N=1, scan="hilbert", z=False),
     "vim-long": dict(batch=8, H=1, W=4097, dim=384, N=16, scan="bidirectional", z=True),
+    "t2": dict(batch=128, H=28, W=28, dim=192, N=1, scan="cross", z=False),
+    "t3": dict(batch=128, H=14, W=14, dim=384, N=1, scan="cross", z=False),
+    "t4": dict(batch=128, H=7, W=7, dim=768, N=1, scan="cross", z=False),
 }
 EXP_RATE = 132 * 16 * 1.98e9  # ex2 results a second (MUFU), H100 SXM / H200
 
