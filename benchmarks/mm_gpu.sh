@@ -100,8 +100,10 @@ dist() {
 skips() {
   ensure_site; data
   say "det: skipped steps, float16 vs bfloat16, 100 iterations each"
-  CUDA_VISIBLE_DEVICES=0 timeout 200 python3 benchmarks/amp_stability.py --out $OUT --mm-config $DET --steps 100 \
-    --cfg-options $(opts det 100 101) > /tmp/amp_skips.log 2>&1
-  say "rc=$?"; grep -E "steps skipped|wrote|Error" /tmp/amp_skips.log | tail -5 | tee -a $LOG
+  # work dirs (checkpoints, many files) stay in /tmp; only the JSON and the log come to $OUT
+  CUDA_VISIBLE_DEVICES=0 timeout 200 python3 benchmarks/amp_stability.py --out /tmp/amp_skips --mm-config $DET \
+    --steps 100 --cfg-options $(opts det 100 101) > /tmp/amp_skips.log 2>&1
+  say "rc=$?"; cp /tmp/amp_skips/amp_stability_mm.json /tmp/amp_skips.log $OUT/ 2>/dev/null
+  grep -E "^\{|steps skipped|wrote|Error" /tmp/amp_skips.log | tail -5 | tee -a $LOG
 }
 for step in "$@"; do $step; done
