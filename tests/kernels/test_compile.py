@@ -1,5 +1,6 @@
 """The operator is one torch.library op: torch.compile(fullgraph=True) traces it without graph breaks,
 forward and backward, and gives the eager result."""
+import pytest
 import torch
 
 from vssm.kernels import selective_scan
@@ -56,7 +57,8 @@ def test_schedule_facts_trace_under_compile():
     torch.testing.assert_close(torch.compile(fn, fullgraph=True, backend="eager")(x), x * 2)
 
 
-def test_fake_outputs_match_the_real_ones_for_strided_inputs():
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_fake_outputs_match_the_real_ones_for_strided_inputs(backend):
     """Inputs as the mixers pass them (delta / B / C strided views of one projection, u channels-first): the
     real forward and backward ops return the shapes, dtypes and strides their fake implementations promise
     (inductor asserts the strides on CUDA; a fake backward promising empty_like(input) strides failed there)."""
@@ -72,9 +74,9 @@ def test_fake_outputs_match_the_real_ones_for_strided_inputs():
     u = torch.randn(b, d, L, 1).permute(0, 2, 3, 1)  # channels-first storage
     z = torch.randn(b, d, L, 1).permute(0, 2, 3, 1)
     tensors = (u, delta, p.A, B, C, p.D, p.delta_bias, z, p.routes.index, None, None)
-    plan = op.BACKENDS["torch"].plan(op.current_config(None), op.scan_sizes(u, p.A, p.routes.index), False, False)
-    fwd_flags = (True, "sum", torch.float32, False, "torch", False, False, *plan.as_args())
-    bwd_flags = (True, "sum", "torch", False, False, *plan.as_args())
+    plan = op.BACKENDS[backend].plan(op.current_config(None), op.scan_sizes(u, p.A, p.routes.index), False, False)
+    fwd_flags = (True, "sum", torch.float32, False, backend, False, False, *plan.as_args())
+    bwd_flags = (True, "sum", backend, False, False, *plan.as_args())
 
     def real_and_fake(fn, *args):
         real = fn(*args)
