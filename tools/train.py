@@ -6,9 +6,9 @@
 ``--amp`` autocasts to bfloat16 by default: with float16, Mask R-CNN's gradients overflow and the dynamic loss
 scale skips steps (``benchmarks/amp_stability.py --mm-config`` counts them); ``--amp-dtype float16`` opts in
 (GPUs without bfloat16). Under bfloat16, RoIAlign layers run torchvision's roi_align and models with other
-mmcv ops lacking bfloat16 kernels are refused (:mod:`vssm.mm.amp`). Resumed checkpoints are read with ``torch.load(weights_only=True)`` and only the inert
-globals mmengine checkpoints need (:mod:`vssm.mm.checkpoint_io`); ``--trust-checkpoint`` reads a file you trust
-with ``weights_only=False``.
+mmcv ops lacking bfloat16 kernels are refused (:mod:`vssm.mm.amp`). Resumed checkpoints are read with
+``torch.load(weights_only=True)`` and only the inert globals mmengine checkpoints need
+(:mod:`vssm.mm.checkpoint_io`); ``--trust-checkpoint`` reads a file you trust with ``weights_only=False``.
 
 Runs on CPU when no GPU is present; `tools/dist_train.sh CONFIG NGPUS` starts one process per GPU with torchrun.
 Logs (with ETA), checkpoints and the resolved config go to the work dir (default ``work_dirs/<config name>``).

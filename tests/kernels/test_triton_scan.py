@@ -107,14 +107,14 @@ def test_default_plan():
     case_a = ScanSizes(128, 3136, 4, 1, 96, 1, 3136)
     plan = triton_scan.plan(KernelConfig(), case_a, True, True)
     assert (plan.chunk, plan.block_d, plan.warps) == (64, 128, 1)
-    assert plan.fwd_chunked and plan.bwd_chunked  # all 96 channels a program: 512 programs
+    assert plan.chunked  # all 96 channels a program: 512 programs
     case_c = ScanSizes(128, 3136, 4, 1, 192, 16, 3136)
     vim_long = ScanSizes(8, 4097, 2, 1, 384, 16, 4097)
     assert triton_scan.plan(KernelConfig(), case_c, True, True).block_d == 32
-    assert not triton_scan.plan(KernelConfig(), case_c, True, True).fwd_chunked  # 6 x 4 x 128 = 3072 programs
-    assert triton_scan.plan(KernelConfig(), vim_long, True, True).fwd_chunked  # 12 x 2 x 8 = 192 programs
+    assert not triton_scan.plan(KernelConfig(), case_c, True, True).chunked  # 6 x 4 x 128 = 3072 programs
+    assert triton_scan.plan(KernelConfig(), vim_long, True, True).chunked  # 12 x 2 x 8 = 192 programs
     repeated = triton_scan.plan(KernelConfig(), case_a, False, False)
-    assert not (repeated.fwd_chunked or repeated.bwd_chunked)
+    assert not repeated.chunked
 
 
 def test_asking_for_chunk_parallel_with_repeated_tokens_is_an_error():
@@ -332,7 +332,7 @@ def test_largest_offsets_fit_their_buffers_in_int64(shape, chunked):
     plan = triton_scan.plan(KernelConfig(chunk_parallel=chunked), ScanSizes(b, L, K, 1, dim, N, L), True, True)
     block_d, block_n = triton_scan.step_blocks(dim, N)
     n_db, chunks = triton.cdiv(dim, block_d), triton_scan.n_chunks(L, plan.chunk)
-    spans = chunks if plan.bwd_chunked else 1
+    spans = chunks if plan.chunked else 1
     out = torch.zeros(3, dtype=torch.int64)
     scratch_row = (plan.chunk + 1) * block_d * block_n
     _largest_offsets_kernel[(1,)](out, n_db - 1, b, L, K, b - 1, K - 1, chunks - 1, chunks, dim, K * spans - 1, n_db,

@@ -57,13 +57,17 @@ def bf16_close(got: torch.Tensor, expected: torch.Tensor) -> None:
 KINKS = {("plainmamba", "multihead")}
 
 
+def float32_and(dtype: torch.dtype, kind: str, scan: str):
+    """(output of a copy of the mixer in ``dtype``, output of the float32 mixer) on the same input."""
+    mixer, x, call = mixer_and_input(kind, scan)
+    with torch.no_grad():
+        return call(copy.deepcopy(mixer).to(dtype), x.to(dtype)), call(mixer, x)
+
+
 @pytest.mark.parametrize("scan", list_scans())
 @pytest.mark.parametrize("kind", MIXERS)
 def test_float64_mixer_agrees_with_float32(kind, scan):
-    mixer, x, call = mixer_and_input(kind, scan)
-    with torch.no_grad():
-        expected = call(mixer, x)
-        got = call(copy.deepcopy(mixer).double(), x.double())
+    got, expected = float32_and(torch.float64, kind, scan)
     assert got.dtype == torch.float64
     tolerance = dict(rtol=1e-2, atol=1e-3) if scan == "multihead" else dict(rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(got, expected.double(), **tolerance)
@@ -80,10 +84,7 @@ def test_float64_mixer_is_float64_end_to_end(kind, scan):
 @pytest.mark.parametrize("scan", list_scans())
 @pytest.mark.parametrize("kind", MIXERS)
 def test_bfloat16_mixer_runs_on_cpu_and_matches_float32(kind, scan):
-    mixer, x, call = mixer_and_input(kind, scan)
-    with torch.no_grad():
-        expected = call(mixer, x)
-        got = call(copy.deepcopy(mixer).to(torch.bfloat16), x.to(torch.bfloat16))
+    got, expected = float32_and(torch.bfloat16, kind, scan)
     bf16_close(got, expected)
 
 

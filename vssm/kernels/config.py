@@ -76,8 +76,7 @@ class KernelPlan:
     """Resolved settings of one call (plain values, passed as op arguments and saved for the backward)."""
 
     chunk: int
-    fwd_chunked: bool
-    bwd_chunked: bool
+    chunked: bool  # chunk-parallel schedule (forward and backward), else one program per whole route
     partials_bf16: bool
     block_d: int  # channels a program holds
     warps: int  # warps a program runs on

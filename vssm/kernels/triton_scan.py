@@ -66,12 +66,13 @@ def plan(config: KernelConfig, sizes: ScanSizes, routes_unique: bool, routes_cov
     # Below 1024 (batch x channel block x route) programs whole routes do not fill the GPU (H100: 512 programs
     # of 3136 steps 1.6x faster chunked; 3072 programs of N = 16 1.5x slower chunked, the extra state pass
     # costing more exp's).
-    n_db = triton.cdiv(sizes.dim, block_d)
-    chunked = routes_unique and n_chunks(sizes.steps, chunk) > 1 and sizes.batch * n_db * sizes.routes < 1024
     if config.chunk_parallel is not None:
         chunked = config.chunk_parallel
+    else:
+        n_db = triton.cdiv(sizes.dim, block_d)
+        chunked = routes_unique and n_chunks(sizes.steps, chunk) > 1 and sizes.batch * n_db * sizes.routes < 1024
     partials = config.partials_bf16 if config.partials_bf16 is not None else True
-    return KernelPlan(chunk=chunk, fwd_chunked=chunked, bwd_chunked=chunked, partials_bf16=partials,
+    return KernelPlan(chunk=chunk, chunked=chunked, partials_bf16=partials,
                       block_d=block_d, warps=config.warps or STEP_WARPS)
 
 
@@ -124,16 +125,16 @@ def forward(
     sizes = dict(N=N, BLOCK_D=block_d, BLOCK_N=block_n)
     flags = dict(CK=plan.chunk, HAS_BIAS=prob.delta_bias is not None, SOFTPLUS=prob.delta_softplus, **sizes,
                  num_warps=plan.warps)
-    if plan.fwd_chunked:
+    if plan.chunked:
         hloc, decay = torch.empty_like(ckpt), torch.empty_like(ckpt)
         _chunk_state_kernel[(batch, n_db, K * chunks)](
             u, delta, A, B, index, pindex, group, bias, hloc, decay, T, dim, chunks, *strides[:12], **flags,
         )
         _chunk_carry_kernel[(batch, n_db, K)](hloc, decay, ckpt, dim, chunks, **sizes)
-    grid = (batch, n_db, K * (chunks if plan.fwd_chunked else 1))
+    grid = (batch, n_db, K * (chunks if plan.chunked else 1))
     args = (*tensors, y, hidden if hidden is not None else y, ckpt, T, dim, chunks)
-    options = dict(HAS_D=prob.D is not None, HAS_HIDDEN=return_hidden, CHUNKED=plan.fwd_chunked, **flags)
-    span = plan.chunk if plan.fwd_chunked else T
+    options = dict(HAS_D=prob.D is not None, HAS_HIDDEN=return_hidden, CHUNKED=plan.chunked, **flags)
+    span = plan.chunk if plan.chunked else T
     _scan_fwd_kernel[grid](*args, span, *strides, *y.stride()[:3], ACCUMULATE=not prob.routes_cover, **options)
     out = gate_and_merge(prob, y, z, merge, out_dtype)
     return out, hidden, ckpt, y if z is not None else None
@@ -161,7 +162,7 @@ def backward(
         dy = dy.contiguous()
     if dhidden is not None:
         dhidden = dhidden.float().contiguous()
-    spans = chunks if plan.bwd_chunked else 1
+    spans = chunks if plan.chunked else 1
     # routes visiting every token once store each gradient row once: no zero fill, no read-back, and ddelta
     # (one row per route and token, nothing to sum) is written in delta's dtype directly
     store_only = prob.routes_cover
@@ -181,7 +182,7 @@ def backward(
                  HAS_DHIDDEN=dhidden is not None, **sizes, num_warps=plan.warps)
     route_strides, dy_strides = du_routes.stride()[:3], dy.stride()[:3]
     carry = ckpt
-    if plan.bwd_chunked:
+    if plan.chunked:
         gloc, decay, carry = torch.empty_like(ckpt), torch.empty_like(ckpt), torch.empty_like(ckpt)
         _chunk_grad_state_kernel[(batch, n_db, K * chunks)](
             delta, A, C, index, pindex, bias, dy, dhidden_arg, gloc, decay, T, dim, chunks,
@@ -190,7 +191,7 @@ def backward(
         _chunk_grad_carry_kernel[(batch, n_db, K)](gloc, decay, carry, dim, chunks, **sizes)
     grid = (batch, n_db, K * spans)
     grad_args = (du_routes, ddelta, dB, dC, dA, dD, dbias, carry, T, dim, length, chunks)
-    options = dict(HAS_D=prob.D is not None, CHUNKED=plan.bwd_chunked, **flags)
+    options = dict(HAS_D=prob.D is not None, CHUNKED=plan.chunked, **flags)
     scratch = prob.u.new_empty(batch * n_db * K * spans * (plan.chunk + 1) * block_d * block_n, dtype=f32)
     _scan_bwd_kernel[grid](
         *tensors, dy, dhidden_arg, ckpt, scratch, *grad_args, *strides, *route_strides, *dy_strides,
