@@ -21,7 +21,7 @@ OUT=${OUT:-work_dirs/gpu_tests}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-VARIANTS=(warps=4 warps=2 block_d=16 block_d=64 chunk=32)
+VARIANTS=(chunk=64 chunk=32 chunk=16 span=128 partials_bf16=0 warps=2)
 NCU_SNIPPET='
 import sys, torch
 sys.path.insert(0, "benchmarks")
@@ -53,7 +53,7 @@ ncu_a() {  # two scan kernels profiled, 40 s at most per attempt
 for name in ${*:-tests memcheck bench ncu}; do
   case $name in
     tests)  # the benchmark shapes first: they are what the earlier GPU runs missed
-      step tests 120 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_scan_gpu_shapes.py \
+      step tests 200 "$PY" -m pytest -q -m gpu -p no:cacheprovider tests/kernels/test_scan_gpu_shapes.py \
         tests/kernels/test_triton_scan.py tests/kernels/test_layer_norm.py ;;
     memcheck)
       step memcheck 140 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 3 \

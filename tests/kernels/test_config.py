@@ -14,6 +14,7 @@ from .scan_inputs import random_problem
 @pytest.mark.parametrize("fields, message", [
     (dict(chunk=0), "KernelConfig.chunk: got 0, expected a positive int"),
     (dict(chunk=True), "KernelConfig.chunk: got True"),
+    (dict(span=-4), "KernelConfig.span: got -4, expected a positive int"),
     (dict(torch_chunk_elements=2.5), "KernelConfig.torch_chunk_elements: got 2.5"),
     (dict(chunk_parallel=1), "KernelConfig.chunk_parallel: got 1, expected True, False or None"),
     (dict(block_d=12), "KernelConfig.block_d: got 12, expected a power of two"),

@@ -59,20 +59,24 @@ def test_forward_and_backward_match_reference(case):
 
 def test_several_chunks_and_hidden_states():
     p = random_problem(batch=1, L=10, K=2, dim=3, N=2, device=DEVICE)
-    out, grads, weights = grads_of(p, "sum", "triton", return_hidden=True, config=KernelConfig(chunk=4))
+    out, grads, weights = grads_of(p, "sum", "triton", return_hidden=True, config=KernelConfig(chunk=4, span=8))
     ref_out, ref_grads, _ = grads_of(as_float64(p), "sum", "reference", weights, return_hidden=True)
     assert_close(out, ref_out, torch.float32)
     for g, r in zip(grads, ref_grads):
         assert_close(g, r, torch.float32)
 
 
+@pytest.mark.parametrize("span", [4, 8, 12])
 @pytest.mark.parametrize("repeat", [False, True], ids=["chunk-parallel", "repeated-tokens"])
-def test_chunk_parallel_and_sequential_paths(repeat):
-    """Routes without repeated tokens run chunk-parallel (states per chunk, carry, outputs); routes with
-    repeats walk each route in one program. Both must equal the reference across chunk boundaries."""
+def test_chunk_parallel_and_sequential_paths(repeat, span):
+    """Routes without repeated tokens run chunk-parallel (states per span, carry, outputs; spans of one to
+    three saved-state chunks, the last span partial); routes with repeats walk each route in one program. Both
+    must equal the reference across chunk and span boundaries."""
     p = random_problem(batch=2, L=14, K=2, dim=3, N=3, device=DEVICE, repeat=repeat, with_z=True)
     assert as_routes(p.routes).tokens_unique() is not repeat
-    out, grads, weights = grads_of(p, "none", "triton", config=KernelConfig(chunk=4))
+    config = KernelConfig(chunk=4, span=span)
+    assert triton_scan.plan(config, sizes_of(p), not repeat, not repeat).chunked is not repeat
+    out, grads, weights = grads_of(p, "none", "triton", config=config)
     ref_out, ref_grads, _ = grads_of(as_float64(p), "none", "reference", weights)
     assert_close(out, ref_out, torch.float32)
     for g, r in zip(grads, ref_grads):
@@ -85,7 +89,7 @@ def test_channel_blocks_and_warps_of_the_per_step_kernels(block_d, warps, repeat
     """KernelConfig.block_d / warps reach both per-step passes (several channel blocks: their dB / dC partials
     summed) and keep the reference's answer."""
     p = random_problem(batch=2, L=13, K=2, dim=7, N=3, device=DEVICE, repeat=repeat, with_z=True)
-    config = KernelConfig(chunk=4, block_d=block_d, warps=warps)
+    config = KernelConfig(chunk=4, span=8, block_d=block_d, warps=warps)
     plan = triton_scan.plan(config, sizes_of(p), not repeat, not repeat)
     assert (plan.block_d, plan.warps) == (block_d, warps)
     out, grads, weights = grads_of(p, "sum", "triton", config=config)
@@ -106,15 +110,22 @@ def test_default_plan():
     below 1024 whole-route programs; repeated tokens keep the in-order whole-route walk."""
     case_a = ScanSizes(128, 3136, 4, 1, 96, 1, 3136)
     plan = triton_scan.plan(KernelConfig(), case_a, True, True)
-    assert (plan.chunk, plan.block_d, plan.warps) == (64, 128, 1)
+    assert (plan.chunk, plan.span, plan.block_d, plan.warps) == (16, 64, 128, 1)
     assert plan.chunked  # all 96 channels a program: 512 programs
     case_c = ScanSizes(128, 3136, 4, 1, 192, 16, 3136)
     vim_long = ScanSizes(8, 4097, 2, 1, 384, 16, 4097)
     assert triton_scan.plan(KernelConfig(), case_c, True, True).block_d == 32
+    assert triton_scan.plan(KernelConfig(), case_c, True, True).chunk == 32  # saved states <= a bf16 delta
+    assert triton_scan.plan(KernelConfig(chunk=48), case_c, True, True).span == 96  # a multiple of chunk
     assert not triton_scan.plan(KernelConfig(), case_c, True, True).chunked  # 6 x 4 x 128 = 3072 programs
     assert triton_scan.plan(KernelConfig(), vim_long, True, True).chunked  # 12 x 2 x 8 = 192 programs
     repeated = triton_scan.plan(KernelConfig(), case_a, False, False)
     assert not repeated.chunked
+
+
+def test_a_span_that_is_not_a_multiple_of_the_chunk_is_an_error():
+    with pytest.raises(ValueError, match=r"KernelConfig.span: got 12, expected a multiple of chunk \(8\)"):
+        triton_scan.plan(KernelConfig(chunk=8, span=12), ScanSizes(2, 10, 2, 1, 5, 3, 13), True, True)
 
 
 def test_asking_for_chunk_parallel_with_repeated_tokens_is_an_error():
@@ -126,7 +137,7 @@ def test_bfloat16_partials(monkeypatch):
     """bf16 inputs keep their per-route outputs in bf16 (the default) when routes visit every token once and
     nothing gates them before the merge; the merged output stays within the bf16 tolerance of the reference,
     and partials_bf16=False keeps them in fp32."""
-    config = KernelConfig(chunk=4)
+    config = KernelConfig(chunk=4, span=8)
     p = random_problem(batch=2, L=9, K=4, dim=5, N=2, dtype=torch.bfloat16, device=DEVICE, pad=0, repeat=False,
                        with_z=False)
     plan = triton_scan.plan(config, sizes_of(p), True, True)
@@ -171,7 +182,7 @@ def test_backward_uses_its_forwards_settings(backend):
 def test_reruns_are_bit_identical():
     """The default kernels use no atomics (partials summed in a fixed order): reruns give equal bits."""
     p = random_problem(batch=2, L=12, K=2, dim=3, N=2, device=DEVICE, repeat=False)
-    config = KernelConfig(chunk=4, chunk_parallel=True)
+    config = KernelConfig(chunk=4, span=8, chunk_parallel=True)
     weights = torch.randn(2, 12, 3, dtype=torch.float64, device=DEVICE)
     (out1, grads1, _), (out2, grads2, _) = (grads_of(p, "sum", "triton", weights, config=config) for _ in range(2))
     assert torch.equal(out1, out2)
@@ -271,7 +282,7 @@ def test_gpu_gradients_match_reference(N, schedule):
 
 
 LAYOUTS = {
-    "chunk-parallel": KernelConfig(chunk=4, chunk_parallel=True),
+    "chunk-parallel": KernelConfig(chunk=4, span=8, chunk_parallel=True),
     "whole-route": KernelConfig(chunk_parallel=False),
 }
 
@@ -332,7 +343,7 @@ def test_largest_offsets_fit_their_buffers_in_int64(shape, chunked):
     plan = triton_scan.plan(KernelConfig(chunk_parallel=chunked), ScanSizes(b, L, K, 1, dim, N, L), True, True)
     block_d, block_n = triton_scan.step_blocks(dim, N)
     n_db, chunks = triton.cdiv(dim, block_d), triton_scan.n_chunks(L, plan.chunk)
-    spans = chunks if plan.chunked else 1
+    spans = triton_scan.n_chunks(L, plan.span) if plan.chunked else 1
     out = torch.zeros(3, dtype=torch.int64)
     scratch_row = (plan.chunk + 1) * block_d * block_n
     _largest_offsets_kernel[(1,)](out, n_db - 1, b, L, K, b - 1, K - 1, chunks - 1, chunks, dim, K * spans - 1, n_db,

@@ -44,6 +44,7 @@ class KernelConfig:
     """Kernel settings of a call; ``None`` fields are left to the heuristic (module docstring)."""
 
     chunk: Optional[int] = None  # steps between saved states (both backends)
+    span: Optional[int] = None  # triton: steps one chunk-parallel program covers (a multiple of chunk)
     chunk_parallel: Optional[bool] = None  # triton: one program per chunk (carry passes), else per whole route
     partials_bf16: Optional[bool] = None  # triton: bf16 per-route outputs where sound (see module docstring)
     block_d: Optional[int] = None  # triton: channels a program holds (a power of two)
@@ -51,7 +52,7 @@ class KernelConfig:
     torch_chunk_elements: Optional[int] = None  # torch: elements of one work tensor, picks its chunk
 
     def __post_init__(self) -> None:
-        for name in ("chunk", "torch_chunk_elements"):
+        for name in ("chunk", "span", "torch_chunk_elements"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"KernelConfig.{name}: got {value!r}, expected a positive int or None")
@@ -75,7 +76,8 @@ class KernelConfig:
 class KernelPlan:
     """Resolved settings of one call (plain values, passed as op arguments and saved for the backward)."""
 
-    chunk: int
+    chunk: int  # steps between saved states
+    span: int  # steps of one chunk-parallel program (a multiple of chunk)
     chunked: bool  # chunk-parallel schedule (forward and backward), else one program per whole route
     partials_bf16: bool
     block_d: int  # channels a program holds

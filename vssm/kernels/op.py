@@ -102,7 +102,7 @@ def _empty(u: Tensor) -> Tensor:
 
 
 # The call's KernelPlan as op arguments (plain ints and bools, so torch.compile sees constants).
-_PLAN_ARGS = ("chunk", "chunked", "partials_bf16", "block_d", "warps")
+_PLAN_ARGS = ("chunk", "span", "chunked", "partials_bf16", "block_d", "warps")
 
 
 @torch.library.custom_op("vssm::selective_scan", mutates_args=())
@@ -111,12 +111,12 @@ def _scan_op(
     D: Optional[Tensor], delta_bias: Optional[Tensor], z: Optional[Tensor],
     index: Tensor, param_index: Optional[Tensor], u_group: Optional[Tensor],
     delta_softplus: bool, merge: str, out_dtype: torch.dtype, return_hidden: bool, backend: str, routes_unique: bool,
-    routes_cover: bool, chunk: int, chunked: bool, partials_bf16: bool,
+    routes_cover: bool, chunk: int, span: int, chunked: bool, partials_bf16: bool,
     block_d: int, warps: int,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     prob = _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus, routes_unique,
                     routes_cover)
-    plan = KernelPlan(chunk, chunked, partials_bf16, block_d, warps)
+    plan = KernelPlan(chunk, span, chunked, partials_bf16, block_d, warps)
     out, hidden, state, extra = BACKENDS[backend].forward(prob, z, merge, out_dtype, return_hidden, plan)
     return (  # contiguous, as the fake below says
         out.contiguous(),
@@ -151,12 +151,12 @@ def _scan_backward_op(
     index: Tensor, param_index: Optional[Tensor], u_group: Optional[Tensor],
     state: Tensor, extra: Tensor,
     delta_softplus: bool, merge: str, backend: str, routes_unique: bool, routes_cover: bool,
-    chunk: int, chunked: bool, partials_bf16: bool,
+    chunk: int, span: int, chunked: bool, partials_bf16: bool,
     block_d: int, warps: int,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     prob = _problem(u, delta, A, B, C, D, delta_bias, index, param_index, u_group, delta_softplus, routes_unique,
                     routes_cover)
-    plan = KernelPlan(chunk, chunked, partials_bf16, block_d, warps)
+    plan = KernelPlan(chunk, span, chunked, partials_bf16, block_d, warps)
     grads, dz = BACKENDS[backend].backward(
         prob, z, merge, state, extra if z is not None else None, dout, dhidden, plan
     )

@@ -28,7 +28,7 @@ def plan(config: KernelConfig, sizes: ScanSizes, routes_unique: bool, routes_cov
     batch = sizes.batch if isinstance(sizes.batch, int) else 1
     per_step = max(1, batch * sizes.routes * sizes.dim * sizes.d_state)
     chunk = config.chunk or max(1, min(sizes.steps, elements // per_step))
-    return KernelPlan(chunk=chunk, chunked=False, partials_bf16=False,
+    return KernelPlan(chunk=chunk, span=chunk, chunked=False, partials_bf16=False,
                       block_d=0, warps=0)
 
 

@@ -2,7 +2,7 @@
 
 Reference semantics: :mod:`vssm.kernels.reference` (tests compare against it).
 
-Programs cover (batch, block of BLOCK_D channels, route k[, chunk]). A program gathers the visited tokens' u /
+Programs cover (batch, block of BLOCK_D channels, route k[, span]). A program gathers the visited tokens' u /
 delta / B / C rows straight from the raster-order inputs (no re-ordered copies; :mod:`triton_rows`), keeps the
 state in fp32 registers, and writes y_k into a per-route buffer (batch, L, K, dim) -- rows only it owns, so no
 atomics and bit-identical reruns: stored once when every route visits every token once, else accumulated by
@@ -13,14 +13,15 @@ Stages, each in its own file: the per-step scans and the chunk summaries they co
 (:mod:`triton_steps_fwd`, :mod:`triton_steps_bwd`), and the carry passes (:mod:`triton_carry`). Two schedules
 per pass:
 - whole route per program (repeated tokens accumulate in order; or enough programs to fill the GPU);
-- chunk-parallel: chunk summaries from a zero start, a short sequential carry pass over chunks, then every
-  chunk at once from its carried state (forward) or state gradient (backward).
+- chunk-parallel: the route cut into spans of ``span`` steps (a multiple of ``chunk``); span summaries from a
+  zero start, a short sequential carry pass over spans, then every span at once from its carried state
+  (forward) or state gradient (backward).
 Which schedule and launch sizes: the call's :class:`~vssm.kernels.config.KernelPlan` (:func:`plan`), fixed by
 the forward and reused by its backward, which reads the states the forward saved.
 
 Backward: dy is read through its strides (broadcast over routes, no copy). Gradient rows a program owns are
 stored once when every route visits every token once (ddelta then in delta's dtype), else accumulated in place;
-those shared across programs (dB, dC across channel blocks; dA, dD, d(delta_bias) across batch and chunks; du
+those shared across programs (dB, dC across channel blocks; dA, dD, d(delta_bias) across batch and spans; du
 across routes reading one u slot) are written as partials and summed in a fixed order afterwards.
 """
 from __future__ import annotations
@@ -42,6 +43,9 @@ from .triton_steps_fwd import _chunk_state_kernel, _scan_fwd_kernel
 # shuffles (no shared-memory barrier per step). H200, 2026-12-03, fwd+bwd, 1 vs 4 warps: (a) 4.37 vs 5.60 ms,
 # (c) 27.0 vs 59.4, (d) 2.46 vs 4.67, Vim-long 3.81 vs 5.94 (2 warps in between, 8 slower than 4)
 STEP_WARPS = 1
+# steps of one chunk-parallel program (H100 sweep when it was also the saved states' spacing: 32, 64 and 128
+# within 5%)
+SPAN = 64
 
 
 def step_blocks(dim: int, N: int, block_d: Optional[int] = None) -> Tuple[int, int]:
@@ -51,6 +55,13 @@ def step_blocks(dim: int, N: int, block_d: Optional[int] = None) -> Tuple[int, i
     return min(triton.next_power_of_2(dim), block_d or max(16, 512 // block_n)), block_n
 
 
+def default_chunk(N: int) -> int:
+    """Steps between saved states: 16, or 32 from N = 8 on (the saved states then take at most as many bytes
+    as a bf16 delta). The backward recomputes one chunk at a time into its scratch, CHUNK + 1 states a program,
+    which then stays in L2 where 64-step chunks did not."""
+    return 16 if N < 8 else 32
+
+
 def n_chunks(steps: int, chunk: int) -> int:
     return max(1, -(-steps // chunk))
 
@@ -58,7 +69,10 @@ def n_chunks(steps: int, chunk: int) -> int:
 def plan(config: KernelConfig, sizes: ScanSizes, routes_unique: bool, routes_cover: bool) -> KernelPlan:
     """The call's schedule and launch sizes (heuristic: :mod:`vssm.kernels.config`). The chunk-parallel
     schedule needs routes without repeated tokens; asking for it otherwise is an error."""
-    chunk = config.chunk or 64  # H100 sweep: 32, 64 and 128 within 5%
+    chunk = config.chunk or default_chunk(sizes.d_state)
+    if config.span is not None and config.span % chunk:
+        raise ValueError(f"KernelConfig.span: got {config.span}, expected a multiple of chunk ({chunk})")
+    span = config.span or -(-max(SPAN, chunk) // chunk) * chunk
     if config.chunk_parallel and not routes_unique:
         raise ValueError("KernelConfig.chunk_parallel: needs routes that visit each token at most once "
                          "(Routes.tokens_unique()); these routes repeat a token")
@@ -70,9 +84,9 @@ def plan(config: KernelConfig, sizes: ScanSizes, routes_unique: bool, routes_cov
         chunked = config.chunk_parallel
     else:
         n_db = triton.cdiv(sizes.dim, block_d)
-        chunked = routes_unique and n_chunks(sizes.steps, chunk) > 1 and sizes.batch * n_db * sizes.routes < 1024
+        chunked = routes_unique and n_chunks(sizes.steps, span) > 1 and sizes.batch * n_db * sizes.routes < 1024
     partials = config.partials_bf16 if config.partials_bf16 is not None else True
-    return KernelPlan(chunk=chunk, chunked=chunked, partials_bf16=partials,
+    return KernelPlan(chunk=chunk, span=span, chunked=chunked, partials_bf16=partials,
                       block_d=block_d, warps=config.warps or STEP_WARPS)
 
 
@@ -116,6 +130,7 @@ def forward(
     batch, length, K, dim, N, T = sz.batch, sz.length, sz.routes, sz.dim, sz.d_state, sz.steps
     block_d, block_n = plan.block_d, triton.next_power_of_2(N)
     n_db, chunks = triton.cdiv(dim, block_d), n_chunks(T, plan.chunk)
+    spans = n_chunks(T, plan.span) if plan.chunked else 1
     new = prob.u.new_empty if prob.routes_cover else prob.u.new_zeros  # every row written once: no zeroing
     y = new(batch, length, K, dim, dtype=partials_dtype(prob, z, merge, plan))
     hidden = new(batch, length, K, dim, N, dtype=torch.float32) if return_hidden else None
@@ -126,15 +141,17 @@ def forward(
     flags = dict(CK=plan.chunk, HAS_BIAS=prob.delta_bias is not None, SOFTPLUS=prob.delta_softplus, **sizes,
                  num_warps=plan.warps)
     if plan.chunked:
-        hloc, decay = torch.empty_like(ckpt), torch.empty_like(ckpt)
-        _chunk_state_kernel[(batch, n_db, K * chunks)](
-            u, delta, A, B, index, pindex, group, bias, hloc, decay, T, dim, chunks, *strides[:12], **flags,
+        hloc, decay = (prob.u.new_empty(batch, K, spans, dim, N, dtype=torch.float32) for _ in range(2))
+        _chunk_state_kernel[(batch, n_db, K * spans)](
+            u, delta, A, B, index, pindex, group, bias, hloc, decay, T, dim, spans, *strides[:12],
+            **dict(flags, CK=plan.span),
         )
-        _chunk_carry_kernel[(batch, n_db, K)](hloc, decay, ckpt, dim, chunks, **sizes)
-    grid = (batch, n_db, K * (chunks if plan.chunked else 1))
+        _chunk_carry_kernel[(batch, n_db, K)](hloc, decay, ckpt, dim, spans, chunks, plan.span // plan.chunk,
+                                              **sizes)
+    grid = (batch, n_db, K * spans)
     args = (*tensors, y, hidden if hidden is not None else y, ckpt, T, dim, chunks)
     options = dict(HAS_D=prob.D is not None, HAS_HIDDEN=return_hidden, CHUNKED=plan.chunked, **flags)
-    span = plan.chunk if plan.chunked else T
+    span = plan.span if plan.chunked else T
     _scan_fwd_kernel[grid](*args, span, *strides, *y.stride()[:3], ACCUMULATE=not prob.routes_cover, **options)
     out = gate_and_merge(prob, y, z, merge, out_dtype)
     return out, hidden, ckpt, y if z is not None else None
@@ -162,13 +179,16 @@ def backward(
         dy = dy.contiguous()
     if dhidden is not None:
         dhidden = dhidden.float().contiguous()
-    spans = chunks if plan.chunked else 1
+    per_span = plan.span // plan.chunk if plan.chunked else chunks  # saved states a program walks
+    spans = -(-chunks // per_span)
     # routes visiting every token once store each gradient row once: no zero fill, no read-back, and ddelta
     # (one row per route and token, nothing to sum) is written in delta's dtype directly
     store_only = prob.routes_cover
     alloc = prob.u.new_empty if store_only else prob.u.new_zeros
     f32 = torch.float32
-    du_routes = alloc(batch, length, K, dim, dtype=f32)
+    # per-route du of bf16 inputs in bf16 (partials_bf16), as the anchor pipeline rounds them before their sum
+    du_half = plan.partials_bf16 and store_only and prob.u.dtype == torch.bfloat16
+    du_routes = alloc(batch, length, K, dim, dtype=torch.bfloat16 if du_half else f32)
     ddelta = alloc(batch, length, K, dim, dtype=prob.delta.dtype if store_only else f32)
     dB, dC = alloc(n_db, batch, length, K, N, dtype=f32), alloc(n_db, batch, length, K, N, dtype=f32)
     # per-program partials, each stored whole
@@ -183,14 +203,14 @@ def backward(
     route_strides, dy_strides = du_routes.stride()[:3], dy.stride()[:3]
     carry = ckpt
     if plan.chunked:
-        gloc, decay, carry = torch.empty_like(ckpt), torch.empty_like(ckpt), torch.empty_like(ckpt)
-        _chunk_grad_state_kernel[(batch, n_db, K * chunks)](
-            delta, A, C, index, pindex, bias, dy, dhidden_arg, gloc, decay, T, dim, chunks,
-            *strides[4:8], *strides[12:16], *route_strides, *dy_strides, **flags,
+        gloc, decay, carry = (prob.u.new_empty(batch, K, spans, dim, N, dtype=f32) for _ in range(3))
+        _chunk_grad_state_kernel[(batch, n_db, K * spans)](
+            delta, A, C, index, pindex, bias, dy, dhidden_arg, gloc, decay, T, dim, spans,
+            *strides[4:8], *strides[12:16], *route_strides, *dy_strides, **dict(flags, CK=plan.span),
         )
-        _chunk_grad_carry_kernel[(batch, n_db, K)](gloc, decay, carry, dim, chunks, **sizes)
+        _chunk_grad_carry_kernel[(batch, n_db, K)](gloc, decay, carry, dim, spans, **sizes)
     grid = (batch, n_db, K * spans)
-    grad_args = (du_routes, ddelta, dB, dC, dA, dD, dbias, carry, T, dim, length, chunks)
+    grad_args = (du_routes, ddelta, dB, dC, dA, dD, dbias, carry, T, dim, length, chunks, per_span)
     options = dict(HAS_D=prob.D is not None, CHUNKED=plan.chunked, **flags)
     scratch = prob.u.new_empty(batch * n_db * K * spans * (plan.chunk + 1) * block_d * block_n, dtype=f32)
     _scan_bwd_kernel[grid](

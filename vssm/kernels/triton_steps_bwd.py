@@ -16,7 +16,7 @@ def _scan_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, index_ptr, pindex_ptr, group_ptr,
     dy_ptr, dhidden_ptr, ckpt_ptr, scratch_ptr,
     du_ptr, ddelta_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr,
-    carry_ptr, T, dim, L, n_chunks,
+    carry_ptr, T, dim, L, n_chunks, per_span,
     su_b, su_l, su_s, su_d,
     sd_b, sd_l, sd_k, sd_d,
     sB_b, sB_l, sB_k, sB_n,
@@ -27,14 +27,19 @@ def _scan_bwd_kernel(
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_DHIDDEN: tl.constexpr,
     CHUNKED: tl.constexpr, ACCUMULATE: tl.constexpr,
 ):
-    """Program (b, channel block, k * n_spans + c). CHUNKED: only chunk c, starting from the gradient carried
-    in from the later chunks (``carry_ptr``); else all chunks of route k, last to first. ACCUMULATE: add into
+    """Program (b, channel block, k * n_spans + c): the ``per_span`` chunks (CK steps between saved states) of
+    span c, last to first; CHUNKED: starting from the gradient carried in from the later spans
+    (``carry_ptr``), else one span covers the route. ACCUMULATE: add into
     the zeroed du / ddelta / dB / dC rows (routes that repeat or skip tokens); else each row is stored once.
     du, ddelta and dhidden rows use the (sy) strides of the per-route buffers, dy its own (sdy, may be 0 on k)."""
     b = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1)
     pid2 = tl.program_id(2)
-    n_spans = n_chunks if CHUNKED else 1
+    if CHUNKED:
+        n_spans = tl.cdiv(n_chunks, per_span)
+    else:
+        n_spans = 1
+    span = pid2 % n_spans
     k = (pid2 // n_spans).to(tl.int64)
     n_db = tl.num_programs(1)
     K = tl.num_programs(2) // n_spans
@@ -50,15 +55,13 @@ def _scan_bwd_kernel(
     dD_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     dbias_acc = tl.zeros((BLOCK_D,), dtype=tl.float32)
     if CHUNKED:
-        g_carry = tl.load(carry_ptr + _state_offset(b, k, pid2 % n_spans, K, n_chunks, dim, d, n, N),
-                          mask=dn_mask, other=0.0)
+        g_carry = tl.load(carry_ptr + _state_offset(b, k, span, K, n_spans, dim, d, n, N), mask=dn_mask,
+                          other=0.0)
     else:
         g_carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
-    for i in range(n_chunks // n_spans):
-        if CHUNKED:
-            c = pid2 % n_spans
-        else:
-            c = n_chunks - 1 - i
+    last = tl.minimum(span * per_span + per_span, n_chunks) - 1 if CHUNKED else n_chunks - 1
+    for i in range(last - span * per_span + 1):
+        c = last - i
         t0 = c * CK
         t1 = tl.minimum(t0 + CK, T)
         steps = t1 - t0

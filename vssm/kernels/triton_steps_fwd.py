@@ -26,9 +26,9 @@ def _scan_fwd_kernel(
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_HIDDEN: tl.constexpr,
     CHUNKED: tl.constexpr, ACCUMULATE: tl.constexpr,
 ):
-    """Program (b, channel block, k * n_spans + span index) scans steps [c * span, (c + 1) * span) of route k.
-    CHUNKED: start from the saved state of its chunk (span == CK); else one span covers the route and the
-    state at every CK-th step is saved. ACCUMULATE: add into the (zeroed) outputs, for routes that visit a
+    """Program (b, channel block, k * n_spans + span index) scans steps [c * span, (c + 1) * span) of route k
+    and saves the state at every CK-th step (span is a multiple of CK). CHUNKED: start from the saved state
+    of the span's first step (the carry pass wrote it); else one span covers the route. ACCUMULATE: add into the (zeroed) outputs, for routes that visit a
     token more than once or not at all; else every output row is written exactly once (no read)."""
     b = tl.program_id(0).to(tl.int64)
     n_spans = tl.cdiv(T, span)
@@ -41,7 +41,8 @@ def _scan_fwd_kernel(
     t0 = c * span
     t_end = tl.minimum(t0 + span, T)
     if CHUNKED:
-        h = tl.load(ckpt_ptr + _state_offset(b, k, c, K, n_chunks, dim, d, n, N), mask=dn_mask, other=0.0)
+        h = tl.load(ckpt_ptr + _state_offset(b, k, c * (span // CK), K, n_chunks, dim, d, n, N), mask=dn_mask,
+                    other=0.0)
     else:
         h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
     p, q, valid = _load_index(index_ptr, pindex_ptr, k, t0, t0, t_end, T)
@@ -51,9 +52,11 @@ def _scan_fwd_kernel(
         HAS_BIAS, SOFTPLUS)
     p_n, q_n, valid_n = _load_index(index_ptr, pindex_ptr, k, t0 + 1, t0, t_end, T)
     for t in range(t0, t_end):
-        if not CHUNKED:
-            if t % CK == 0:
-                tl.store(ckpt_ptr + _state_offset(b, k, t // CK, K, n_chunks, dim, d, n, N), h, mask=dn_mask)
+        save = t % CK == 0
+        if CHUNKED:
+            save = save & (t > t0)  # the span's start state is the carry pass's
+        if save:
+            tl.store(ckpt_ptr + _state_offset(b, k, t // CK, K, n_chunks, dim, d, n, N), h, mask=dn_mask)
         u_n, _, dt_n, B_n, C_n = _load_rows(
             u_ptr, delta_ptr, B_ptr, C_ptr, b, k, g, p_n, q_n, valid_n, d, n, dmask, nmask, bias,
             su_b, su_l, su_s, su_d, sd_b, sd_l, sd_k, sd_d, sB_b, sB_l, sB_k, sB_n, sC_b, sC_l, sC_k, sC_n,
@@ -87,8 +90,8 @@ def _chunk_state_kernel(
     N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, CK: tl.constexpr,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
 ):
-    """Program (b, channel block, k * n_chunks + c): the chunk's state from a zero start, and the product of
-    its decays, so that state_end = decay * state_start + local."""
+    """Program (b, channel block, k * n_chunks + c): the state of span c (CK steps) from a zero start, and the
+    product of its decays, so that state_end = decay * state_start + local."""
     b = tl.program_id(0).to(tl.int64)
     k = (tl.program_id(2) // n_chunks).to(tl.int64)
     c = tl.program_id(2) % n_chunks
