@@ -35,6 +35,8 @@ from vssm.kernels.config import current_config  # noqa: E402
 from vssm.kernels.contract import scan_sizes  # noqa: E402
 from vssm.kernels.op import _problem  # noqa: E402
 
+from sass_spills import spills_in_loops  # noqa: E402  (tools/, beside this file)
+
 # The modules whose kernels the launchers call, by the names the launchers see.
 LAUNCHING = (triton_scan, triton_epilogue, triton_layer_norm)
 
@@ -61,6 +63,7 @@ class Compiled:
     config: str  # constexprs and warps
     registers: int
     spill_bytes: int
+    spills_in_loops: int
 
 
 class Recorder:
@@ -94,16 +97,21 @@ class Skipper:
         return lambda *args, **kwargs: None
 
 
-def ptxas_usage(ptx: str, arch: int) -> Tuple[int, int]:
-    """(registers, spill-store bytes) of the kernel in ``ptx``, as ptxas reports them."""
-    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
-        f.write(ptx)
-    try:
-        log = subprocess.run([get_ptxas(arch).path, "-v", f"--gpu-name={sm_arch_from_capability(arch)}", f.name,
-                              "-o", os.devnull], capture_output=True, text=True, check=True).stderr
-    finally:
-        os.unlink(f.name)
-    return int(re.search(r"Used (\d+) registers", log).group(1)), int(re.search(r"(\d+) bytes spill stores", log).group(1))
+def ptxas_usage(ptx: str, arch: int) -> Tuple[int, int, int]:
+    """(registers, spill-store bytes, spill loads/stores inside a loop) of the kernel in ``ptx``: ptxas's report,
+    and the local-memory accesses of its SASS that lie inside a loop."""
+    ptxas = get_ptxas(arch).path
+    with tempfile.TemporaryDirectory() as tmp:
+        src, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
+        with open(src, "w") as f:
+            f.write(ptx)
+        log = subprocess.run([ptxas, "-v", f"--gpu-name={sm_arch_from_capability(arch)}", src, "-o", cubin],
+                             capture_output=True, text=True, check=True).stderr
+        sass = subprocess.run([os.path.join(os.path.dirname(ptxas), "cuobjdump"), "-sass", cubin],
+                              capture_output=True, text=True, check=True).stdout
+    registers = int(re.search(r"Used (\d+) registers", log).group(1))
+    return registers, int(re.search(r"(\d+) bytes spill stores", log).group(1)), spills_in_loops(sass)
+
 
 
 LAYERS = {  # name: (dim, N, routes, z); VMamba-T stage 1, VMamba v0 stage 1, a Vim-T layer
@@ -170,10 +178,10 @@ def main() -> None:
         with kernel_config(kernel_settings.parse(settings)):
             run_launchers()
     print(f"# Triton {triton.__version__}, {sm_arch_from_capability(args.arch)}: {len(seen)} kernels compiled")
-    print("| kernel | constexprs, warps | registers | spill stores (bytes) |")
-    print("|---|---|---|---|")
+    print("| kernel | constexprs, warps | registers | spill stores (bytes) | spill accesses inside loops |")
+    print("|---|---|---|---|---|")
     for c in sorted(seen.values(), key=lambda c: (c.kernel, c.config)):
-        print(f"| {c.kernel} | {c.config} | {c.registers} | {c.spill_bytes} |")
+        print(f"| {c.kernel} | {c.config} | {c.registers} | {c.spill_bytes} | {c.spills_in_loops} |")
     for failure in failures:
         print(f"FAILED {failure}")
     sys.exit(1 if failures else 0)
