@@ -9,10 +9,13 @@ cannot reach that backward.
 
 Heuristic (``plan`` of each backend; measurements in benchmarks/notes_triton.md):
 
-- ``chunk`` (steps between saved states): triton 64 (H100 sweep: 32, 64 and 128 within 5%; H200, (a): 32
-  5.73 vs 64 5.79 ms fwd+bwd; not measured at N = 16 with the per-step forward); torch as many steps as keep
-  one (batch, K, chunk, dim, N) work tensor within ``torch_chunk_elements`` (2^22) elements.
-- ``chunk_parallel``: one program per chunk when routes repeat no token, there is more than one chunk and
+- ``chunk`` (steps between saved states): triton 16, 32 from N = 8 on (the saved states then take at most the
+  bytes of a bf16 delta; the backward recomputes one chunk into a per-program scratch of chunk + 1 states, which
+  a short chunk keeps in L2); torch as many steps as keep one (batch, K, chunk, dim, N) work tensor within
+  ``torch_chunk_elements`` (2^22) elements.
+- ``span`` (triton): steps of one chunk-parallel program, 64 or the next multiple of ``chunk`` (H100 sweep when
+  span and chunk were one setting: 32, 64 and 128 within 5%).
+- ``chunk_parallel``: one program per span when routes repeat no token, there is more than one span and
   whole routes give fewer than 1024 (batch x channel block x route) programs (H100: 512 programs of 3136 steps
   1.6x faster chunked; 3072 programs of N = 16 1.5x slower chunked); forward and backward alike.
 - ``block_d`` / ``warps`` (per-step kernels): all of N and up to 512 state elements a program (``block_d`` =
@@ -24,7 +27,8 @@ Heuristic (``plan`` of each backend; measurements in benchmarks/notes_triton.md)
   (H200, 2026-12-03: (a) 1.345 vs 1.080 ms, e-zigzag 1.28 vs 1.08; at N = 16 up to 5x slower the day before).
 - ``partials_bf16``: per-route outputs of bf16 inputs kept in bf16 when every route visits every token once
   and nothing gates them before the (fp32) merge, as the anchor pipeline rounds them (H200, 2026-12-03: 1.03x
-  faster forward at (a), 1.344 vs 1.386 ms; 1.06x at e-zigzag).
+  faster forward at (a), 1.344 vs 1.386 ms; 1.06x at e-zigzag); also the per-route du of the backward, where
+  every route visits every token once.
 
 The default kernels are deterministic: no atomics, partial sums added in a fixed order, so reruns of a call
 are bit-identical on every backend except the torch backend on CUDA (``index_add_``).
